@@ -1,0 +1,60 @@
+"""The outermost application middleware: request ids, access logs, and a 500 envelope for the unknown."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from easel.api.context import request_id_var
+from easel.api.errors import unexpected_error_response
+
+log = logging.getLogger("easel.access")
+
+
+class RequestContextMiddleware:
+    """Gives each request an `x-request-id`, logs it, and answers unhandled faults with a 500
+    envelope that leaks nothing, so the server keeps serving."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = "req_" + secrets.token_hex(16)
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                elapsed_ms = int((time.perf_counter() - started) * 1000)
+                headers.append((b"openai-processing-ms", str(elapsed_ms).encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if not response_started:
+                await unexpected_error_response()(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "%s %s %s %.0fms",
+                scope.get("method"),
+                scope.get("path"),
+                status,
+                (time.perf_counter() - started) * 1000,
+            )
+            request_id_var.reset(token)

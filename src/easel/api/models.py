@@ -1,0 +1,30 @@
+"""GET /v1/models and /v1/models/{id}, listing the catalog in OpenAI's shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from easel.api.auth import AuthorizedKey
+from easel.api.state import services
+from easel.catalog import ModelSpec
+
+router = APIRouter()
+
+
+def model_object(spec: ModelSpec, created: int) -> dict[str, Any]:
+    return {"id": spec.name, "object": "model", "created": created, "owned_by": spec.owned_by}
+
+
+@router.get("/v1/models")
+async def list_models(request: Request, _key: AuthorizedKey) -> dict[str, Any]:
+    app_services = services(request)
+    created = request.app.state.started_at
+    return {"object": "list", "data": [model_object(s, created) for s in app_services.catalog]}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def retrieve_model(model_id: str, request: Request, _key: AuthorizedKey) -> dict[str, Any]:
+    spec = services(request).catalog.get(model_id)
+    return model_object(spec, request.app.state.started_at)

@@ -1,0 +1,198 @@
+"""One model's rules: accepted values per request field, and the pipeline settings they select."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from easel.errors import InvalidRequestError, invalid_value, unknown_parameter
+
+SIZE_PATTERN = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
+
+GENERIC_SIZES = (
+    "256x256",
+    "512x512",
+    "768x768",
+    "1024x1024",
+    "1536x1024",
+    "1024x1536",
+    "1792x1024",
+    "1024x1792",
+)
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    """'1792x1024' -> (1792, 1024); raises ValueError for anything else."""
+    match = SIZE_PATTERN.match(size)
+    if not match:
+        raise ValueError(f"size {size!r} is not WIDTHxHEIGHT")
+    return int(match.group(1)), int(match.group(2))
+
+
+class QualityPreset(BaseModel):
+    """What a `quality` value means for the pipeline."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: int = Field(ge=1, le=500)
+    guidance_scale: float = Field(ge=0.0, le=50.0)
+
+
+class StylePreset(BaseModel):
+    """What a `style` value means for the pipeline: prompt wording, negative prompt, guidance."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt_template: str = "{prompt}"
+    negative_prompt: str | None = None
+    guidance_scale: float | None = Field(default=None, ge=0.0, le=50.0)
+
+    @model_validator(mode="after")
+    def _template_has_prompt(self) -> StylePreset:
+        if "{prompt}" not in self.prompt_template:
+            raise ValueError("prompt_template must contain {prompt}")
+        return self
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """A validated request, turned into exactly what the engine runs."""
+
+    model: str
+    prompt: str
+    negative_prompt: str | None
+    n: int
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    revised_prompt: str | None
+    user_prompt: str
+    quality: str
+    style: str | None
+
+
+class ModelSpec(BaseModel):
+    """A catalog entry. Fields left out of a config file take these generic defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    source: str
+    licence: str = "see the model card"
+    owned_by: str = "easel"
+    max_prompt_chars: int = Field(default=4000, ge=1)
+    max_n: int = Field(default=10, ge=1, le=128)
+    sizes: tuple[str, ...] = GENERIC_SIZES
+    default_size: str = "1024x1024"
+    qualities: dict[str, QualityPreset] = Field(
+        default_factory=lambda: {
+            "standard": QualityPreset(steps=30, guidance_scale=7.0),
+            "hd": QualityPreset(steps=50, guidance_scale=7.0),
+        }
+    )
+    default_quality: str = "standard"
+    # No styles means the model does not accept the `style` field at all.
+    styles: dict[str, StylePreset] = Field(default_factory=dict)
+    default_style: str | None = None
+    negative_prompt: str | None = None
+    returns_revised_prompt: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        for size in self.sizes:
+            parse_size(size)
+        if self.default_size not in self.sizes:
+            raise ValueError(f"default_size {self.default_size!r} is not one of sizes")
+        if self.default_quality not in self.qualities:
+            raise ValueError(f"default_quality {self.default_quality!r} is not one of qualities")
+        if self.styles and self.default_style not in self.styles:
+            raise ValueError(f"default_style {self.default_style!r} is not one of styles")
+        return self
+
+    def plan(
+        self,
+        *,
+        prompt: str,
+        n: int | None,
+        size: str | None,
+        quality: str | None,
+        style: str | None,
+    ) -> GenerationPlan:
+        """Check a request's fields against this model's rules; `None` means the default."""
+        self._check_prompt(prompt)
+        count = self._check_n(n)
+        size = size if size is not None else self.default_size
+        if size not in self.sizes:
+            raise invalid_value("size", size, self.sizes)
+        quality = quality if quality is not None else self.default_quality
+        if quality not in self.qualities:
+            raise invalid_value("quality", quality, self.qualities)
+        preset = self.qualities[quality]
+        style_preset, style = self._style(style)
+
+        pipeline_prompt = style_preset.prompt_template.format(prompt=prompt)
+        width, height = parse_size(size)
+        guidance = preset.guidance_scale
+        if style_preset.guidance_scale is not None:
+            guidance = style_preset.guidance_scale
+        return GenerationPlan(
+            model=self.name,
+            prompt=pipeline_prompt,
+            negative_prompt=style_preset.negative_prompt or self.negative_prompt,
+            n=count,
+            width=width,
+            height=height,
+            steps=preset.steps,
+            guidance_scale=guidance,
+            revised_prompt=pipeline_prompt if self.returns_revised_prompt else None,
+            user_prompt=prompt,
+            quality=quality,
+            style=style,
+        )
+
+    def _check_prompt(self, prompt: str) -> None:
+        if not prompt.strip():
+            raise InvalidRequestError(
+                "Invalid 'prompt': string too short. Expected a non-empty string.",
+                param="prompt",
+                code="empty_string",
+            )
+        if len(prompt) > self.max_prompt_chars:
+            raise InvalidRequestError(
+                f"Prompt must be length {self.max_prompt_chars} or less. Your prompt length is "
+                f"{len(prompt)}. Please reduce your prompt length.",
+                param="prompt",
+                code="string_above_max_length",
+            )
+
+    def _check_n(self, n: int | None) -> int:
+        if n is None:
+            return 1
+        if n < 1:
+            raise InvalidRequestError(
+                f"{n} is less than the minimum of 1 - 'n'", param="n", code="integer_below_min_value"
+            )
+        if self.max_n == 1 and n != 1:
+            raise InvalidRequestError(
+                "You must provide n=1 for this model.", param="n", code="integer_above_max_value"
+            )
+        if n > self.max_n:
+            raise InvalidRequestError(
+                f"{n} is greater than the maximum of {self.max_n} - 'n'",
+                param="n",
+                code="integer_above_max_value",
+            )
+        return n
+
+    def _style(self, style: str | None) -> tuple[StylePreset, str | None]:
+        if not self.styles:
+            if style is not None:
+                raise unknown_parameter("style")
+            return StylePreset(), None
+        style = style if style is not None else self.default_style
+        if style not in self.styles:
+            raise invalid_value("style", style, self.styles)
+        return self.styles[style], style

@@ -1,0 +1,18 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+DataDirOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--data-dir",
+        help="Where images, keys and the database live (env EASEL_DATA_DIR; default: the per-user "
+        "data directory).",
+        show_default=False,
+    ),
+]

@@ -1,0 +1,1 @@
+"""Development helpers: tiny random-weight pipelines for tests and CPU benchmarks."""

@@ -1,0 +1,1 @@
+"""The engine: loads diffusers pipelines and runs generations; imports nothing from the web layer."""

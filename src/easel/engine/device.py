@@ -1,0 +1,23 @@
+"""Choosing where pipelines run: CUDA, then Apple MPS, then CPU, each in a suitable dtype."""
+
+from __future__ import annotations
+
+import torch
+
+
+def best_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def dtype_for(device: torch.device) -> torch.dtype:
+    # Half precision halves memory and doubles matrix throughput on accelerators; CPUs compute
+    # fp16 slowly and some ops lack CPU half kernels, so CPU stays in fp32.
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32

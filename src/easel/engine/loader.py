@@ -1,0 +1,61 @@
+"""Loading a diffusers pipeline from a hub id (through huggingface_hub's cache) or a local directory."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline
+
+log = logging.getLogger(__name__)
+
+# Loading patches torch.nn globally (accelerate's empty-weight initialisation), so two pipelines
+# loading at once in different threads corrupt each other: loads take turns.
+_LOAD_LOCK = threading.Lock()
+
+
+class ModelLoadError(RuntimeError):
+    """A pipeline that cannot be loaded; the message says what to do about it."""
+
+
+def looks_like_path(source: str) -> bool:
+    return source.startswith(("/", ".", "~")) or Path(source).expanduser().exists()
+
+
+def resolve_source(source: str) -> Path:
+    """A local directory for `source`: the directory itself, or the hub snapshot, downloaded once."""
+    if looks_like_path(source):
+        path = Path(source).expanduser()
+        if not (path / "model_index.json").is_file():
+            raise ModelLoadError(
+                f"{path} is not a diffusers pipeline directory (no model_index.json); "
+                "point the model at a directory saved with save_pretrained or at a hub id"
+            )
+        return path
+    try:
+        # download() picks the files the pipeline needs (one weight format) into the HF cache.
+        return Path(DiffusionPipeline.download(source))
+    except Exception as exc:
+        raise ModelLoadError(
+            f"could not fetch {source!r} from the Hugging Face hub ({type(exc).__name__}: {exc}). "
+            "Check the network and HF_TOKEN for gated models, or point the model at a local "
+            "directory with --model NAME=/path/to/pipeline"
+        ) from exc
+
+
+def load_pipeline(source: str, device: torch.device, dtype: torch.dtype) -> DiffusionPipeline:
+    """The pipeline class named in model_index.json, on `device` in `dtype`."""
+    directory = resolve_source(source)
+    with _LOAD_LOCK:
+        try:
+            pipe = DiffusionPipeline.from_pretrained(directory, dtype=dtype)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"could not load the pipeline in {directory} ({type(exc).__name__}: {exc})"
+            ) from exc
+        pipe = pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    log.info("loaded %s (%s) on %s as %s", source, type(pipe).__name__, device, dtype)
+    return pipe

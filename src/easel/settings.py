@@ -1,0 +1,86 @@
+"""Server settings: one documented list, read from flags and EASEL_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+MIN_SECRET_LENGTH = 32
+
+
+def default_data_dir() -> Path:
+    """EASEL_DATA_DIR, else the per-user data directory (e.g. ~/.local/share/easel)."""
+    configured = os.environ.get("EASEL_DATA_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return Path(platformdirs.user_data_dir("easel", appauthor=False))
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+@dataclass
+class Settings:
+    """Everything a server instance is configured with. Built once in the CLI, never at import."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    host: str = field(default_factory=lambda: os.environ.get("EASEL_HOST", "127.0.0.1"))
+    port: int = field(default_factory=lambda: _env_int("EASEL_PORT", 8000))
+    public_base_url: str | None = field(
+        default_factory=lambda: os.environ.get("EASEL_PUBLIC_BASE_URL") or None
+    )
+    url_ttl_seconds: int = field(default_factory=lambda: _env_int("EASEL_URL_TTL_SECONDS", 3600))
+    sweep_interval_seconds: int = field(
+        default_factory=lambda: _env_int("EASEL_SWEEP_INTERVAL_SECONDS", 60)
+    )
+    max_body_bytes: int = field(
+        default_factory=lambda: _env_int("EASEL_MAX_BODY_BYTES", 1024 * 1024)
+    )
+    database_url: str | None = field(
+        default_factory=lambda: os.environ.get("EASEL_DATABASE_URL") or None
+    )
+    url_secret: str | None = field(default_factory=lambda: os.environ.get("EASEL_URL_SECRET"))
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'easel.db'}"
+
+    def validate(self) -> None:
+        """Refuse settings that would be unsafe or cannot work."""
+        if self.url_secret is not None and len(self.url_secret) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"EASEL_URL_SECRET must be at least {MIN_SECRET_LENGTH} characters: "
+                "it signs every image URL"
+            )
+        if self.url_ttl_seconds < 1:
+            raise ValueError("the URL lifetime must be at least one second")
+        if self.max_body_bytes < 1024:
+            raise ValueError("the request body limit must be at least 1024 bytes")
+        if self.public_base_url and not self.public_base_url.startswith(("http://", "https://")):
+            raise ValueError("the public base URL must start with http:// or https://")
+
+    def signing_secret(self) -> bytes:
+        """EASEL_URL_SECRET, else a random secret kept in the data directory across restarts."""
+        if self.url_secret:
+            return self.url_secret.encode()
+        path = self.data_dir / "url-signing.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process made it first; use theirs
+                pass
+            else:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()

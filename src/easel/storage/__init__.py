@@ -1,0 +1,1 @@
+"""Storage: generated images on disk behind signed URLs, and the database of API keys."""

@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny pipelines on disk, a running `easel serve`, an API key, an SDK client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from easel.devtools.tiny_pipelines import build_tiny_sd, build_tiny_sdxl
+from tests.server import RunningServer, create_key, start_server
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_sd(tmp_path_factory.mktemp("pipelines") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_sdxl(tmp_path_factory.mktemp("pipelines") / "tiny-sdxl")
+
+
+@pytest.fixture(scope="session")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path, tiny_sdxl: Path
+) -> Iterator[RunningServer]:
+    """`easel serve` with dall-e-2 on the SD 1.x layout and dall-e-3 on the SDXL layout."""
+    data_dir = tmp_path_factory.mktemp("data")
+    running = start_server(
+        data_dir, "--model", f"dall-e-2={tiny_sd}", "--model", f"dall-e-3={tiny_sdxl}"
+    )
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def api_key(server: RunningServer) -> str:
+    return create_key(server.data_dir)
+
+
+@pytest.fixture(scope="session")
+def client(server: RunningServer, api_key: str) -> openai.OpenAI:
+    # No retries: every answer the tests see is the server's first.
+    return openai.OpenAI(api_key=api_key, base_url=server.base_url + "/v1", max_retries=0, timeout=300)
