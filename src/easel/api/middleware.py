@@ -50,11 +50,20 @@ class RequestContextMiddleware:
             if not response_started:
                 await unexpected_error_response()(scope, receive, send_with_id)
         finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
             log.info(
                 "%s %s %s %.0fms",
                 scope.get("method"),
                 scope.get("path"),
                 status,
-                (time.perf_counter() - started) * 1000,
+                elapsed_ms,
+                extra={
+                    "method": scope.get("method"),
+                    "path": scope.get("path"),
+                    "status": status,
+                    "duration_ms": round(elapsed_ms),
+                    # The key by id only: its secret never reaches a log.
+                    "key_id": scope.get("state", {}).get("key_id"),
+                },
             )
             request_id_var.reset(token)

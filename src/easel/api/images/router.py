@@ -7,7 +7,7 @@ import re
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from easel.api.auth import AuthorizedKey
+from easel.api.auth import AuthorizedKey, caller_of
 from easel.api.body import read_json_object
 from easel.api.images.serving import create_images
 from easel.api.state import services
@@ -18,10 +18,11 @@ _HOST_PATTERN = re.compile(r"^[A-Za-z0-9.\-:\[\]]+$")
 
 
 @router.post("/v1/images/generations")
-async def generations(request: Request, _key: AuthorizedKey) -> JSONResponse:
+async def generations(request: Request, key: AuthorizedKey) -> JSONResponse:
     app_services = services(request)
+    caller = caller_of(request, key)
     body = await read_json_object(request, app_services.settings.max_body_bytes)
-    response = await create_images(app_services, body, public_base_url(request))
+    response = await create_images(app_services, body, public_base_url(request), caller)
     return JSONResponse(response.model_dump(exclude_none=True))
 
 
