@@ -207,3 +207,11 @@ def test_admin_api_guards_and_never_shows_a_secret_twice(server: RunningServer) 
     assert error_of(admin(server, "GET", "/admin/usage", params={"since": "yesterday"}), 400)["param"] == "since"
     assert admin(server, "DELETE", path).json()["status"] == "revoked"
     assert error_of(generate(server, secret), 401)["code"] == "invalid_api_key"
+
+
+def test_readyz_is_503_while_a_model_is_not_loaded(server: RunningServer) -> None:
+    response = httpx.get(server.base_url + "/readyz", timeout=30)
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    body = response.json()
+    assert body["status"] == "not_ready" and body["database"] == "ok"
+    assert body["models"]["broken"] in ("loading", "failed")
