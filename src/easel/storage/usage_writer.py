@@ -10,6 +10,8 @@ import threading
 import time
 from dataclasses import asdict
 
+from sqlalchemy.exc import DatabaseError, InterfaceError, OperationalError
+
 from easel.storage.usage import UsageRecord, UsageStore
 
 log = logging.getLogger(__name__)
@@ -80,15 +82,30 @@ class UsageWriter:
                 self._idle.notify_all()
 
     def _write(self, batch: list[UsageRecord]) -> bool:
-        """Retry with back-off while the server runs; give up only when closing."""
+        """Retry with back-off while the database is unreachable; give up only when closing."""
         delay = 0.5
         while True:
             try:
                 self._store.write(batch)
                 return True
-            except Exception:  # a database outage must not lose records or kill the writer
+            except (OperationalError, InterfaceError):
                 log.exception("storing %d usage records failed; retrying in %.1fs", len(batch), delay)
+            except DatabaseError:
+                # The database refused the data itself: store the others one by one, so a single
+                # bad record cannot hold back the rest.
+                self._write_one_by_one(batch)
+                return True
             if self._closing.is_set() and delay >= 4:
                 return False
             time.sleep(delay)
             delay = min(delay * 2, MAX_RETRY_SECONDS)
+
+    def _write_one_by_one(self, batch: list[UsageRecord]) -> None:
+        for record in batch:
+            try:
+                self._store.write([record])
+            except DatabaseError:
+                log.exception(
+                    "usage record refused by the database: %s",
+                    json.dumps(asdict(record), default=str),
+                )

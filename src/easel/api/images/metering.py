@@ -21,6 +21,9 @@ from easel.storage.usage import UsageRecord
 
 log = logging.getLogger("easel.generation")
 
+# The usage table's width for `user`; OpenAI sets no limit, so longer values are cut, not refused.
+USER_CHARS = 256
+
 
 @dataclass
 class Outcome:
@@ -106,7 +109,7 @@ async def metered(
                 request_id=request_id,
                 created_at=utcnow(),
                 key_id=caller.key.id,
-                user=user,
+                user=user[:USER_CHARS] if user is not None else None,
                 model=plan.model,
                 size=size,
                 quality=plan.quality,

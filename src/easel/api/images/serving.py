@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from easel.api.auth import Caller
-from easel.api.images.metering import Meter, admit_request, counted_request, metered
+from easel.api.images.metering import Meter, Outcome, metered
 from easel.api.images.protocol import (
     DEFAULT_MODEL,
     RESPONSE_FORMATS,
@@ -25,28 +25,26 @@ from easel.limits.limiter import require_model
 
 
 async def create_images(
-    services: AppServices, body: dict[str, Any], base_url: str, caller: Caller
+    services: AppServices, body: dict[str, Any], base_url: str, caller: Caller, outcome: Outcome
 ) -> ImagesResponse:
-    with counted_request() as outcome:
-        await admit_request(services, caller)
-        request = CreateImageRequest.parse(body)
-        spec = services.catalog.get(request.model if request.model is not None else DEFAULT_MODEL)
-        outcome.model = spec.name
-        require_model(caller.key, spec.name)
-        response_format = request.response_format or "url"
-        if response_format not in RESPONSE_FORMATS:
-            raise invalid_value("response_format", response_format, RESPONSE_FORMATS)
-        plan = spec.plan(
-            prompt=request.prompt,
-            n=request.n,
-            size=request.size,
-            quality=request.quality,
-            style=request.style,
-        )
-        size = f"{plan.width}x{plan.height}"
-        async with metered(services, caller, request.user, plan, size) as meter:
-            data = await _generate(services, plan, response_format, base_url, meter)
-        return ImagesResponse(created=int(time.time()), data=data)
+    request = CreateImageRequest.parse(body)
+    spec = services.catalog.get(request.model if request.model is not None else DEFAULT_MODEL)
+    outcome.model = spec.name
+    require_model(caller.key, spec.name)
+    response_format = request.response_format or "url"
+    if response_format not in RESPONSE_FORMATS:
+        raise invalid_value("response_format", response_format, RESPONSE_FORMATS)
+    plan = spec.plan(
+        prompt=request.prompt,
+        n=request.n,
+        size=request.size,
+        quality=request.quality,
+        style=request.style,
+    )
+    size = f"{plan.width}x{plan.height}"
+    async with metered(services, caller, request.user, plan, size) as meter:
+        data = await _generate(services, plan, response_format, base_url, meter)
+    return ImagesResponse(created=int(time.time()), data=data)
 
 
 async def _generate(
