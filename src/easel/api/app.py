@@ -15,7 +15,6 @@ from easel.api import admin, files, health, models
 from easel.api.errors import install_error_handlers
 from easel.api.images import router as images
 from easel.api.middleware import RequestContextMiddleware
-from easel.api.rate_headers import RateLimitHeadersMiddleware
 from easel.api.state import AppServices
 from easel.catalog import Catalog
 from easel.engine.worker import Engine
@@ -103,7 +102,6 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     app.state.services = services
     app.state.started_at = int(time.time())
     install_error_handlers(app)
-    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(images.router)
     app.include_router(models.router)

@@ -62,6 +62,6 @@ class Caller:
 
 def caller_of(request: Request, key: ApiKey) -> Caller:
     caller = Caller(key)
-    # Read by RateLimitHeadersMiddleware, so error responses carry the headers too.
+    # Read by RequestContextMiddleware, so error responses carry the headers too.
     request.state.rate_limit_headers = caller.response_headers
     return caller

@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from easel.api.context import request_id_var
 from easel.api.errors import unexpected_error_response
+from easel.api.rate_headers import rate_limit_headers
 
 log = logging.getLogger("easel.access")
 
@@ -40,6 +41,7 @@ class RequestContextMiddleware:
                 headers.append((b"x-request-id", request_id.encode()))
                 elapsed_ms = int((time.perf_counter() - started) * 1000)
                 headers.append((b"openai-processing-ms", str(elapsed_ms).encode()))
+                headers += rate_limit_headers(scope, headers)
                 message = {**message, "headers": headers}
             await send(message)
 

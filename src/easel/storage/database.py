@@ -125,6 +125,7 @@ class Database:
 
     def upgrade(self) -> list[str]:
         """Apply pending migrations; the revisions applied, oldest first."""
+        # Imported here: the migrations import this module's models.
         from easel.storage.migrations import upgrade
 
         return upgrade(self.engine)
