@@ -13,7 +13,7 @@ import pytest
 
 from easel.storage.database import Database
 from easel.storage.usage import UsageStore
-from tests.limits_http import ADMIN_KEY, admin, generate, new_key, usage
+from tests.limits_http import ADMIN_KEY, generate, new_key, usage
 from tests.logs import log_lines
 from tests.postgres import PostgresCluster
 from tests.server import easel, start_server
