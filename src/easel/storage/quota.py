@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, Table, delete, func, select
 
 from easel.storage.database import QuotaReservationRow, QuotaUsageRow, upsert
 
-_USAGE = QuotaUsageRow.__table__
-_RESERVATIONS = QuotaReservationRow.__table__
+_USAGE = cast(Table, QuotaUsageRow.__table__)
+_RESERVATIONS = cast(Table, QuotaReservationRow.__table__)
 
 
 def period_of(quota_period: str, when: datetime) -> str:

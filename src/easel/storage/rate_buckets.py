@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import Connection, Float, case, delete, literal, select
+from sqlalchemy import Connection, Float, Table, case, delete, literal, select
 
 from easel.storage.database import RateBucketRow, upsert
 
-_TABLE = RateBucketRow.__table__
+_TABLE = cast(Table, RateBucketRow.__table__)
 
 
 @dataclass(frozen=True)

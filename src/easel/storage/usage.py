@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
+from typing import cast
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Table, case, func, select
 
 from easel.storage import quota
 from easel.storage.database import Database, UsageRow, upsert
 
-_TABLE = UsageRow.__table__
+_TABLE = cast(Table, UsageRow.__table__)
 
 
 @dataclass(frozen=True)
