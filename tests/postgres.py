@@ -100,3 +100,15 @@ def start_cluster() -> PostgresCluster:
         shutil.rmtree(root, ignore_errors=True)
         raise RuntimeError(f"PostgreSQL did not start: {exc.stderr!r}\n{log}") from exc
     return cluster
+
+
+def set_connections_allowed(cluster: PostgresCluster, url: str, allowed: bool) -> None:
+    """Open or close a database to new connections, dropping the open ones when closing: a real
+    outage for the clients of that database while the server itself keeps running."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(cluster._admin_dsn(), autocommit=True) as connection:
+        connection.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}')
+        if not allowed:
+            connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
