@@ -75,8 +75,8 @@ class ModelWorker:
     def _run(
         self, plan: GenerationPlan, seed: int, submitted: float, timing: GenerationTiming
     ) -> list[GeneratedImage]:
-        self._count_waiting(-1)
         pipe = self._ensure_loaded()
+        self._count_waiting(-1)
         started = time.monotonic()
         timing.queued_seconds = started - submitted
         if pipe is None:
