@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny pipelines on disk, a running `easel serve`, an API key, an SDK client."""
+"""Shared fixtures: tiny pipelines on disk, a running `easel serve`, an API key, an SDK client,
+a PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import openai
 import pytest
 
 from easel.devtools.tiny_pipelines import build_tiny_sd, build_tiny_sdxl
+from tests.postgres import PostgresCluster, start_cluster
 from tests.server import RunningServer, create_key, start_server
 
 
@@ -44,3 +46,11 @@ def api_key(server: RunningServer) -> str:
 def client(server: RunningServer, api_key: str) -> openai.OpenAI:
     # No retries: every answer the tests see is the server's first.
     return openai.OpenAI(api_key=api_key, base_url=server.base_url + "/v1", max_retries=0, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL server for the whole session (fails, never skips, when CI is set)."""
+    cluster = start_cluster()
+    yield cluster
+    cluster.stop()

@@ -64,6 +64,20 @@ class PayloadTooLargeError(InvalidRequestError):
     status_code = 413
 
 
+class RateLimitError(EaselError):
+    """Over a rate: worth retrying after `Retry-After` (OpenAI's type for every rate is `requests`)."""
+
+    status_code = 429
+    error_type = "requests"
+
+
+class InsufficientQuotaError(EaselError):
+    """Out of quota: retrying cannot help, so the SDKs are told not to (`x-should-retry: false`)."""
+
+    status_code = 429
+    error_type = "insufficient_quota"
+
+
 class ServerError(EaselError):
     status_code = 500
     error_type = "server_error"

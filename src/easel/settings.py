@@ -10,6 +10,9 @@ from pathlib import Path
 import platformdirs
 
 MIN_SECRET_LENGTH = 32
+# An admin key is a password for every key and quota: long and not a repeated pattern.
+MIN_ADMIN_KEY_DISTINCT_CHARACTERS = 12
+LOG_FORMATS = ("json", "text")
 
 
 def default_data_dir() -> Path:
@@ -23,6 +26,10 @@ def default_data_dir() -> Path:
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value else default
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass
@@ -46,6 +53,13 @@ class Settings:
         default_factory=lambda: os.environ.get("EASEL_DATABASE_URL") or None
     )
     url_secret: str | None = field(default_factory=lambda: os.environ.get("EASEL_URL_SECRET"))
+    admin_key: str | None = field(default_factory=lambda: os.environ.get("EASEL_ADMIN_KEY") or None)
+    log_format: str = field(default_factory=lambda: os.environ.get("EASEL_LOG_FORMAT", "json"))
+    log_prompts: bool = field(default_factory=lambda: _env_flag("EASEL_LOG_PROMPTS"))
+    # A reservation outlives its request only when the process died; then it frees after this long.
+    reservation_ttl_seconds: int = field(
+        default_factory=lambda: _env_int("EASEL_RESERVATION_TTL_SECONDS", 900)
+    )
 
     @property
     def images_dir(self) -> Path:
@@ -68,6 +82,12 @@ class Settings:
             raise ValueError("the request body limit must be at least 1024 bytes")
         if self.public_base_url and not self.public_base_url.startswith(("http://", "https://")):
             raise ValueError("the public base URL must start with http:// or https://")
+        if self.admin_key is not None:
+            validate_admin_key(self.admin_key, self.url_secret)
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"the log format must be one of {', '.join(LOG_FORMATS)}")
+        if self.reservation_ttl_seconds < 10:
+            raise ValueError("EASEL_RESERVATION_TTL_SECONDS must be at least 10")
 
     def signing_secret(self) -> bytes:
         """EASEL_URL_SECRET, else a random secret kept in the data directory across restarts."""
@@ -84,3 +104,16 @@ class Settings:
                 with os.fdopen(fd, "w") as handle:
                     handle.write(secrets.token_hex(32))
         return path.read_text().strip().encode()
+
+
+def validate_admin_key(admin_key: str, url_secret: str | None = None) -> None:
+    """Refuse an admin key that could be guessed or is shared with another secret."""
+    if len(admin_key) < MIN_SECRET_LENGTH:
+        raise ValueError(
+            f"EASEL_ADMIN_KEY must be at least {MIN_SECRET_LENGTH} characters (try "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
+    if len(set(admin_key)) < MIN_ADMIN_KEY_DISTINCT_CHARACTERS:
+        raise ValueError("EASEL_ADMIN_KEY is too repetitive to be a secret: use a random one")
+    if admin_key == url_secret:
+        raise ValueError("EASEL_ADMIN_KEY must differ from EASEL_URL_SECRET")

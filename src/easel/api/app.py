@@ -11,17 +11,21 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from easel import __version__
-from easel.api import files, models
+from easel.api import admin, files, health, models
 from easel.api.errors import install_error_handlers
 from easel.api.images import router as images
 from easel.api.middleware import RequestContextMiddleware
 from easel.api.state import AppServices
 from easel.catalog import Catalog
 from easel.engine.worker import Engine
+from easel.limits.limiter import Limiter
+from easel.observability import metrics
 from easel.settings import Settings
 from easel.storage.api_keys import KeyStore
 from easel.storage.database import Database
 from easel.storage.images import ImageStore
+from easel.storage.usage import UsageStore
+from easel.storage.usage_writer import UsageWriter
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,7 @@ log = logging.getLogger(__name__)
 def build_services(settings: Settings, catalog: Catalog) -> AppServices:
     settings.validate()
     database = Database(settings.resolved_database_url)
+    usage = UsageStore(database)
     return AppServices(
         settings=settings,
         catalog=catalog,
@@ -36,6 +41,9 @@ def build_services(settings: Settings, catalog: Catalog) -> AppServices:
         database=database,
         keys=KeyStore(database),
         images=ImageStore(settings.images_dir, settings.signing_secret(), settings.url_ttl_seconds),
+        limiter=Limiter(database, reservation_ttl_seconds=settings.reservation_ttl_seconds),
+        usage=usage,
+        usage_writer=UsageWriter(usage),
     )
 
 
@@ -50,20 +58,38 @@ async def _sweep_forever(store: ImageStore, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+async def _sweep_limits_forever(limiter: Limiter, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(limiter.sweep)
+        except Exception:  # the database may be briefly away; the next sweep catches up
+            log.exception("sweeping expired quota reservations failed")
+
+
 def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     services = build_services(settings, catalog)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.engine.start()
-        sweeper = asyncio.create_task(
-            _sweep_forever(services.images, settings.sweep_interval_seconds)
-        )
+        services.usage_writer.start()
+        collector = metrics.register_engine(services.engine)
+        sweepers = [
+            asyncio.create_task(_sweep_forever(services.images, settings.sweep_interval_seconds)),
+            asyncio.create_task(
+                _sweep_limits_forever(services.limiter, settings.sweep_interval_seconds)
+            ),
+        ]
         try:
             yield
         finally:
-            sweeper.cancel()
+            for sweeper in sweepers:
+                sweeper.cancel()
             services.engine.shutdown()
+            # Requests have been answered by now: store every usage record before closing.
+            await asyncio.to_thread(services.usage_writer.close)
+            metrics.unregister(collector)
             services.database.close()
 
     app = FastAPI(
@@ -80,4 +106,6 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     app.include_router(images.router)
     app.include_router(models.router)
     app.include_router(files.router)
+    app.include_router(health.router)
+    app.include_router(admin.router)
     return app

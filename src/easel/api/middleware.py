@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from easel.api.context import request_id_var
 from easel.api.errors import unexpected_error_response
+from easel.api.rate_headers import rate_limit_headers
 
 log = logging.getLogger("easel.access")
 
@@ -40,6 +41,7 @@ class RequestContextMiddleware:
                 headers.append((b"x-request-id", request_id.encode()))
                 elapsed_ms = int((time.perf_counter() - started) * 1000)
                 headers.append((b"openai-processing-ms", str(elapsed_ms).encode()))
+                headers += rate_limit_headers(scope, headers)
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -50,11 +52,20 @@ class RequestContextMiddleware:
             if not response_started:
                 await unexpected_error_response()(scope, receive, send_with_id)
         finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
             log.info(
                 "%s %s %s %.0fms",
                 scope.get("method"),
                 scope.get("path"),
                 status,
-                (time.perf_counter() - started) * 1000,
+                elapsed_ms,
+                extra={
+                    "method": scope.get("method"),
+                    "path": scope.get("path"),
+                    "status": status,
+                    "duration_ms": round(elapsed_ms),
+                    # The key by id only: its secret never reaches a log.
+                    "key_id": scope.get("state", {}).get("key_id"),
+                },
             )
             request_id_var.reset(token)

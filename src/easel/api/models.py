@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from easel.api.auth import AuthorizedKey
 from easel.api.state import services
 from easel.catalog import ModelSpec
+from easel.limits.limiter import require_model
 
 router = APIRouter()
 
@@ -18,13 +19,15 @@ def model_object(spec: ModelSpec, created: int) -> dict[str, Any]:
 
 
 @router.get("/v1/models")
-async def list_models(request: Request, _key: AuthorizedKey) -> dict[str, Any]:
+async def list_models(request: Request, key: AuthorizedKey) -> dict[str, Any]:
     app_services = services(request)
     created = request.app.state.started_at
-    return {"object": "list", "data": [model_object(s, created) for s in app_services.catalog]}
+    allowed = [spec for spec in app_services.catalog if key.policy.allows_model(spec.name)]
+    return {"object": "list", "data": [model_object(s, created) for s in allowed]}
 
 
 @router.get("/v1/models/{model_id:path}")
-async def retrieve_model(model_id: str, request: Request, _key: AuthorizedKey) -> dict[str, Any]:
+async def retrieve_model(model_id: str, request: Request, key: AuthorizedKey) -> dict[str, Any]:
     spec = services(request).catalog.get(model_id)
+    require_model(key, spec.name)
     return model_object(spec, request.app.state.started_at)

@@ -8,10 +8,13 @@ from fastapi import Request
 
 from easel.catalog import Catalog
 from easel.engine.worker import Engine
+from easel.limits.limiter import Limiter
 from easel.settings import Settings
 from easel.storage.api_keys import KeyStore
 from easel.storage.database import Database
 from easel.storage.images import ImageStore
+from easel.storage.usage import UsageStore
+from easel.storage.usage_writer import UsageWriter
 
 
 @dataclass
@@ -22,6 +25,9 @@ class AppServices:
     database: Database
     keys: KeyStore
     images: ImageStore
+    limiter: Limiter
+    usage: UsageStore
+    usage_writer: UsageWriter
 
 
 def services(request: Request) -> AppServices:

@@ -1,11 +1,13 @@
-"""The `easel` command line: `serve` and `keys`, each a sub-app of its own module."""
+"""The `easel` command line: `serve`, `keys`, `usage` and `db`, each in a module of its own."""
 
 from __future__ import annotations
 
 import typer
 
+from easel.cli.db import db_app
 from easel.cli.keys import keys_app
 from easel.cli.serve import serve
+from easel.cli.usage import usage
 
 app = typer.Typer(
     name="easel",
@@ -15,6 +17,8 @@ app = typer.Typer(
 )
 app.command()(serve)
 app.add_typer(keys_app, name="keys")
+app.command()(usage)
+app.add_typer(db_app, name="db")
 
 
 def main() -> None:

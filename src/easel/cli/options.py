@@ -7,6 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from easel.settings import Settings
+from easel.storage.database import Database
+
 DataDirOption = Annotated[
     Optional[Path],
     typer.Option(
@@ -16,3 +19,27 @@ DataDirOption = Annotated[
         show_default=False,
     ),
 ]
+
+DatabaseUrlOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy URL of the database, e.g. postgresql://user:pass@host/easel (env "
+        "EASEL_DATABASE_URL; default: SQLite in the data directory).",
+        show_default=False,
+    ),
+]
+
+
+def cli_settings(data_dir: Optional[Path], database_url: Optional[str]) -> Settings:
+    """Settings from the environment, with the command's --data-dir and --database-url on top."""
+    settings = Settings()
+    if data_dir is not None:
+        settings.data_dir = data_dir
+    if database_url is not None:
+        settings.database_url = database_url
+    return settings
+
+
+def open_database(data_dir: Optional[Path], database_url: Optional[str]) -> Database:
+    return Database(cli_settings(data_dir, database_url).resolved_database_url)

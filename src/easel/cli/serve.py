@@ -9,11 +9,13 @@ from typing import Annotated, Optional
 import typer
 import uvicorn
 from rich.console import Console
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
-from easel.api.app import create_app
 from easel.api.context import RequestIdLogFilter
 from easel.catalog.catalog import Catalog, CatalogConfigError
-from easel.cli.options import DataDirOption
+from easel.cli.options import DatabaseUrlOption, DataDirOption
+from easel.observability.logs import JsonFormatter
 from easel.settings import Settings
 
 err = Console(stderr=True)
@@ -42,10 +44,22 @@ def serve(
         Optional[int],
         typer.Option("--url-ttl", help="Seconds an image URL stays valid (env EASEL_URL_TTL_SECONDS)."),
     ] = None,
+    database_url: DatabaseUrlOption = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_format: Annotated[
+        Optional[str],
+        typer.Option(help="json (one object per line, the default) or text (env EASEL_LOG_FORMAT)."),
+    ] = None,
+    log_prompts: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--log-prompts/--no-log-prompts",
+            help="Put prompts in the log (env EASEL_LOG_PROMPTS; off by default).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Serve the OpenAI-compatible API."""
-    _configure_logging(log_level)
+    """Serve the OpenAI-compatible API. The admin API is enabled by EASEL_ADMIN_KEY."""
     settings = Settings()
     overrides = {
         "data_dir": data_dir,
@@ -53,29 +67,50 @@ def serve(
         "port": port,
         "public_base_url": public_base_url,
         "url_ttl_seconds": url_ttl,
+        "database_url": database_url,
+        "log_format": log_format,
+        "log_prompts": log_prompts,
     }
     for name, value in overrides.items():
         if value is not None:
             setattr(settings, name, value)
+    _configure_logging(log_level, settings.log_format)
+    # Imported here so `easel keys`, `usage` and `db` start without loading PyTorch.
+    from easel.api.app import create_app
+
     try:
         catalog = Catalog.build(config, model or ())
         app = create_app(settings, catalog)
     except (CatalogConfigError, ValueError) as exc:
         err.print(f"[red]easel serve: {exc}[/red]")
         raise typer.Exit(2) from exc
+    except SQLAlchemyError as exc:
+        err.print(f"[red]easel serve: cannot open the database {_shown(settings)}: {exc}[/red]")
+        raise typer.Exit(2) from exc
     if not app.state.services.keys.has_active_keys():
         err.print(
             "[yellow]No API keys yet: every generation request will be refused. Make one with[/yellow]\n"
             f"    easel keys create --data-dir {settings.data_dir}"
         )
-    err.print(f"Models: {', '.join(catalog.names())}. Data directory: {settings.data_dir}")
+    err.print(
+        f"Models: {', '.join(catalog.names())}. Data directory: {settings.data_dir}. "
+        f"Database: {_shown(settings)}."
+    )
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, log_format: str) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdLogFilter())
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-    )
+    if log_format == "text":
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+        )
+    else:
+        handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def _shown(settings: Settings) -> str:
+    """The database URL without its password."""
+    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
@@ -15,7 +16,9 @@ from easel.catalog import Catalog, GenerationPlan, ModelSpec
 from easel.engine.device import best_device, dtype_for
 from easel.engine.generate import GeneratedImage, draw_seed, run_plan
 from easel.engine.loader import ModelLoadError, load_pipeline
+from easel.engine.timing import GenerationTiming
 from easel.errors import ServiceUnavailableError
+from easel.observability.metrics import observe_batch_size, set_queue_depth
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +51,45 @@ class ModelWorker:
         self._failed_at = 0.0
         self.state = ModelState.LOADING
         self.load_seconds: float | None = None
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
 
     def start_loading(self) -> None:
         self._executor.submit(self._ensure_loaded)
 
-    async def generate(self, plan: GenerationPlan, seed: int | None = None) -> list[GeneratedImage]:
+    async def generate(
+        self, plan: GenerationPlan, seed: int | None = None, timing: GenerationTiming | None = None
+    ) -> list[GeneratedImage]:
         if self.state is ModelState.FAILED and time.monotonic() - self._failed_at < RELOAD_BACKOFF_SECONDS:
             raise self._unavailable()
         chosen_seed = draw_seed() if seed is None else seed
-        future = self._executor.submit(self._run, plan, chosen_seed)
+        self._count_waiting(+1)
+        future = self._executor.submit(
+            self._run, plan, chosen_seed, time.monotonic(), timing or GenerationTiming()
+        )
         return await asyncio.wrap_future(future)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _run(self, plan: GenerationPlan, seed: int) -> list[GeneratedImage]:
+    def _run(
+        self, plan: GenerationPlan, seed: int, submitted: float, timing: GenerationTiming
+    ) -> list[GeneratedImage]:
         pipe = self._ensure_loaded()
+        self._count_waiting(-1)
+        started = time.monotonic()
+        timing.queued_seconds = started - submitted
         if pipe is None:
             raise self._unavailable()
-        return run_plan(pipe, plan, seed)
+        observe_batch_size(self.spec.name, plan.n)
+        images = run_plan(pipe, plan, seed)
+        timing.generating_seconds = time.monotonic() - started
+        return images
+
+    def _count_waiting(self, change: int) -> None:
+        with self._waiting_lock:
+            self._waiting += change
+            set_queue_depth(self.spec.name, self._waiting)
 
     def _ensure_loaded(self) -> DiffusionPipeline | None:
         """Runs on the worker thread only, so loads never overlap."""
@@ -117,11 +140,17 @@ class Engine:
         for worker in self.workers.values():
             worker.start_loading()
 
-    async def generate(self, plan: GenerationPlan, seed: int | None = None) -> list[GeneratedImage]:
-        return await self.workers[plan.model].generate(plan, seed)
+    async def generate(
+        self, plan: GenerationPlan, seed: int | None = None, timing: GenerationTiming | None = None
+    ) -> list[GeneratedImage]:
+        return await self.workers[plan.model].generate(plan, seed, timing)
 
     def states(self) -> dict[str, ModelState]:
         return {name: worker.state for name, worker in self.workers.items()}
+
+    def load_seconds(self) -> dict[str, float | None]:
+        """How long each model's last successful load took (None while it has none)."""
+        return {name: worker.load_seconds for name, worker in self.workers.items()}
 
     def shutdown(self) -> None:
         for worker in self.workers.values():

@@ -1,1 +1,1 @@
-"""Storage: generated images on disk behind signed URLs, and the database of API keys."""
+"""Storage: generated images behind signed URLs, and the database: keys, limits, quotas, usage."""

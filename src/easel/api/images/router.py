@@ -7,8 +7,9 @@ import re
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from easel.api.auth import AuthorizedKey
+from easel.api.auth import AuthorizedKey, caller_of
 from easel.api.body import read_json_object
+from easel.api.images.metering import admit_request, counted_request
 from easel.api.images.serving import create_images
 from easel.api.state import services
 
@@ -18,10 +19,16 @@ _HOST_PATTERN = re.compile(r"^[A-Za-z0-9.\-:\[\]]+$")
 
 
 @router.post("/v1/images/generations")
-async def generations(request: Request, _key: AuthorizedKey) -> JSONResponse:
+async def generations(request: Request, key: AuthorizedKey) -> JSONResponse:
     app_services = services(request)
-    body = await read_json_object(request, app_services.settings.max_body_bytes)
-    response = await create_images(app_services, body, public_base_url(request))
+    caller = caller_of(request, key)
+    with counted_request() as outcome:
+        # The key's requests per minute come first: every request counts, a malformed one too.
+        await admit_request(app_services, caller)
+        body = await read_json_object(request, app_services.settings.max_body_bytes)
+        response = await create_images(
+            app_services, body, public_base_url(request), caller, outcome
+        )
     return JSONResponse(response.model_dump(exclude_none=True))
 
 

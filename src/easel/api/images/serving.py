@@ -7,6 +7,8 @@ import base64
 import time
 from typing import Any
 
+from easel.api.auth import Caller
+from easel.api.images.metering import Meter, Outcome, metered
 from easel.api.images.protocol import (
     DEFAULT_MODEL,
     RESPONSE_FORMATS,
@@ -19,13 +21,16 @@ from easel.catalog import GenerationPlan
 from easel.encoding import encode_png
 from easel.engine.generate import GeneratedImage
 from easel.errors import invalid_value
+from easel.limits.limiter import require_model
 
 
 async def create_images(
-    services: AppServices, body: dict[str, Any], base_url: str
+    services: AppServices, body: dict[str, Any], base_url: str, caller: Caller, outcome: Outcome
 ) -> ImagesResponse:
     request = CreateImageRequest.parse(body)
     spec = services.catalog.get(request.model if request.model is not None else DEFAULT_MODEL)
+    outcome.model = spec.name
+    require_model(caller.key, spec.name)
     response_format = request.response_format or "url"
     if response_format not in RESPONSE_FORMATS:
         raise invalid_value("response_format", response_format, RESPONSE_FORMATS)
@@ -36,15 +41,26 @@ async def create_images(
         quality=request.quality,
         style=request.style,
     )
-    images = await services.engine.generate(plan)
-    pngs = await asyncio.gather(
-        *(asyncio.to_thread(encode_png, image.pixels, png_text(plan, image)) for image in images)
-    )
-    data = [
-        await _deliver(services, png, response_format, base_url, plan.revised_prompt)
-        for png in pngs
-    ]
+    size = f"{plan.width}x{plan.height}"
+    async with metered(services, caller, request.user, plan, size) as meter:
+        data = await _generate(services, plan, response_format, base_url, meter)
     return ImagesResponse(created=int(time.time()), data=data)
+
+
+async def _generate(
+    services: AppServices, plan: GenerationPlan, response_format: str, base_url: str, meter: Meter
+) -> list[ImageData]:
+    images = await services.engine.generate(plan, timing=meter.timing)
+    with meter.encoding():
+        pngs = await asyncio.gather(
+            *(asyncio.to_thread(encode_png, image.pixels, png_text(plan, image)) for image in images)
+        )
+        data = [
+            await _deliver(services, png, response_format, base_url, plan.revised_prompt)
+            for png in pngs
+        ]
+    meter.delivered = len(data)
+    return data
 
 
 def png_text(plan: GenerationPlan, image: GeneratedImage) -> dict[str, str]:

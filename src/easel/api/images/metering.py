@@ -1,0 +1,167 @@
+"""Admission, usage records, metrics and the request's log line around one generation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+from easel.api.auth import Caller
+from easel.api.context import request_id_var
+from easel.api.state import AppServices
+from easel.catalog import GenerationPlan
+from easel.engine.timing import GenerationTiming
+from easel.errors import EaselError
+from easel.observability import metrics
+from easel.storage.database import utcnow
+from easel.storage.usage import UsageRecord
+
+log = logging.getLogger("easel.generation")
+
+# The usage table's width for `user`; OpenAI sets no limit, so longer values are cut, not refused.
+USER_CHARS = 256
+
+
+@dataclass
+class Outcome:
+    """What the request's metrics are labelled with, filled in as the request is understood."""
+
+    model: str = "unknown"
+
+
+@contextlib.contextmanager
+def counted_request() -> Iterator[Outcome]:
+    """Counts every generation request by model and status, refused ones included."""
+    outcome = Outcome()
+    status = 500
+    try:
+        yield outcome
+        status = 200
+    except EaselError as exc:
+        status = exc.status_code
+        if exc.code in ("rate_limit_exceeded", "insufficient_quota", "model_not_allowed"):
+            metrics.LIMIT_REFUSALS.labels(exc.code).inc()
+        raise
+    finally:
+        metrics.REQUESTS.labels(outcome.model, str(status)).inc()
+
+
+async def admit_request(services: AppServices, caller: Caller) -> None:
+    """The key's requests-per-minute, taken before the body is looked at."""
+    if caller.key.policy.rpm is None:
+        return
+    try:
+        caller.response_headers.update(await asyncio.to_thread(services.limiter.admit_request, caller.key))
+    except EaselError as exc:
+        caller.response_headers.update(_ratelimit_headers(exc.headers))
+        raise
+
+
+@dataclass
+class Meter:
+    """Filled in by the serving code while the request runs."""
+
+    timing: GenerationTiming = field(default_factory=GenerationTiming)
+    encoding_seconds: float = 0.0
+    delivered: int = 0
+
+    @contextlib.contextmanager
+    def encoding(self) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.encoding_seconds = time.perf_counter() - started
+
+
+@contextlib.asynccontextmanager
+async def metered(
+    services: AppServices, caller: Caller, user: str | None, plan: GenerationPlan, size: str
+) -> AsyncIterator[Meter]:
+    """Admit the request's images (429 before any work is queued), then write its usage record
+    and observe its metrics however it ends."""
+    request_id = request_id_var.get()
+    try:
+        admission = await asyncio.to_thread(
+            services.limiter.admit_images, caller.key, user, plan.n, request_id
+        )
+    except EaselError as exc:
+        caller.response_headers.update(_ratelimit_headers(exc.headers))
+        raise
+    caller.response_headers.update(admission.headers)
+    meter = Meter()
+    status = 500
+    metrics.IN_FLIGHT.labels(plan.model).inc()
+    try:
+        yield meter
+        status = 200
+    except EaselError as exc:
+        status = exc.status_code
+        raise
+    finally:
+        metrics.IN_FLIGHT.labels(plan.model).dec()
+        delivered = meter.delivered if status == 200 else 0
+        services.usage_writer.submit(
+            UsageRecord(
+                request_id=request_id,
+                created_at=utcnow(),
+                key_id=caller.key.id,
+                user=user[:USER_CHARS] if user is not None else None,
+                model=plan.model,
+                size=size,
+                quality=plan.quality,
+                n=plan.n,
+                images_delivered=delivered,
+                queued_ms=round(meter.timing.queued_seconds * 1000),
+                generating_ms=round(meter.timing.generating_seconds * 1000),
+                status=status,
+                quota_period=admission.quota_period,
+            )
+        )
+        _observe(plan.model, meter, delivered)
+        _log(services, caller, user, plan, size, meter, status, delivered)
+
+
+def _observe(model: str, meter: Meter, delivered: int) -> None:
+    metrics.QUEUE_SECONDS.labels(model).observe(meter.timing.queued_seconds)
+    if meter.timing.generating_seconds:
+        metrics.GENERATION_SECONDS.labels(model).observe(meter.timing.generating_seconds)
+    if delivered:
+        metrics.ENCODING_SECONDS.labels(model).observe(meter.encoding_seconds)
+        metrics.IMAGES_GENERATED.labels(model).inc(delivered)
+
+
+def _log(
+    services: AppServices,
+    caller: Caller,
+    user: str | None,
+    plan: GenerationPlan,
+    size: str,
+    meter: Meter,
+    status: int,
+    delivered: int,
+) -> None:
+    fields: dict[str, object] = {
+        "key_id": caller.key.id,
+        "user": user,
+        "model": plan.model,
+        "size": size,
+        "quality": plan.quality,
+        "n": plan.n,
+        "images_delivered": delivered,
+        "status": status,
+        "queued_ms": round(meter.timing.queued_seconds * 1000),
+        "generating_ms": round(meter.timing.generating_seconds * 1000),
+        "encoding_ms": round(meter.encoding_seconds * 1000),
+        "prompt_chars": len(plan.user_prompt),
+    }
+    if services.settings.log_prompts:
+        fields["prompt"] = plan.user_prompt
+    log.info("generation %s", "completed" if status == 200 else "failed", extra=fields)
+
+
+def _ratelimit_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name.startswith("x-ratelimit-")}

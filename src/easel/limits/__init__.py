@@ -1,0 +1,1 @@
+"""Per-key policy: request and image rates, image quotas, allowed models, expiry; checked before work is queued."""

@@ -1,0 +1,135 @@
+"""Prometheus metrics. The serving layer observes requests and their phases; the engine reports what
+only it knows (batch sizes, queue depth) through the `observe_*`/`set_*` functions below; model state,
+load times and accelerator memory are read from the engine when Prometheus scrapes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+import torch
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 60, 120, 300)
+
+REQUESTS = Counter(
+    "easel_requests",
+    "Image generation requests answered, by model and HTTP status.",
+    ["model", "status"],
+)
+IMAGES_GENERATED = Counter(
+    "easel_images_generated", "Images delivered to clients.", ["model"]
+)
+LIMIT_REFUSALS = Counter(
+    "easel_limit_refusals",
+    "Requests refused by a key's policy, by reason (rate_limit_exceeded, insufficient_quota, ...).",
+    ["reason"],
+)
+QUEUE_SECONDS = Histogram(
+    "easel_queue_seconds",
+    "Seconds a request waited in the engine before its pipeline call started (model loads included).",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+)
+GENERATION_SECONDS = Histogram(
+    "easel_generation_seconds",
+    "Seconds in the pipeline call that made a request's images.",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+)
+ENCODING_SECONDS = Histogram(
+    "easel_encoding_seconds",
+    "Seconds to encode a request's images as PNG and store or inline them.",
+    ["model"],
+    buckets=_LATENCY_BUCKETS,
+)
+BATCH_SIZE = Histogram(
+    "easel_batch_size",
+    "Images per pipeline call.",
+    ["model"],
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+QUEUE_DEPTH = Gauge(
+    "easel_queue_depth", "Requests waiting in the engine for their pipeline call to start.", ["model"]
+)
+IN_FLIGHT = Gauge(
+    "easel_requests_in_flight",
+    "Admitted requests not yet answered (waiting, generating or encoding).",
+    ["model"],
+)
+
+
+def observe_batch_size(model: str, images: int) -> None:
+    """The engine calls this once per pipeline call with the number of images it makes."""
+    BATCH_SIZE.labels(model).observe(images)
+
+
+def set_queue_depth(model: str, depth: int) -> None:
+    """The engine calls this whenever the number of requests waiting for a model changes."""
+    QUEUE_DEPTH.labels(model).set(depth)
+
+
+class EngineView(Protocol):
+    """The read-only part of the engine the collector needs."""
+
+    device: torch.device
+
+    def states(self) -> dict[str, object]: ...
+
+    def load_seconds(self) -> dict[str, float | None]: ...
+
+
+class EngineCollector(Collector):
+    """Reads model states, load times and accelerator memory from the engine at scrape time."""
+
+    def __init__(self, engine: EngineView) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        ready = GaugeMetricFamily(
+            "easel_model_ready", "1 when the model's pipeline is loaded, else 0.", labels=["model", "state"]
+        )
+        for model, state in self._engine.states().items():
+            value = getattr(state, "value", str(state))
+            ready.add_metric([model, value], 1.0 if value == "ready" else 0.0)
+        yield ready
+        load = GaugeMetricFamily(
+            "easel_model_load_seconds", "Seconds the model's last successful load took.", labels=["model"]
+        )
+        for model, seconds in self._engine.load_seconds().items():
+            if seconds is not None:
+                load.add_metric([model], seconds)
+        yield load
+        yield from _accelerator_memory(self._engine.device)
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+def _accelerator_memory(device: torch.device) -> Iterator[Metric]:
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return
+    memory = GaugeMetricFamily(
+        "easel_accelerator_memory_bytes",
+        "Accelerator memory held by PyTorch: allocated to tensors, reserved by the caching allocator, "
+        "and the device's total.",
+        labels=["device", "kind"],
+    )
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    name = f"cuda:{index}"
+    memory.add_metric([name, "allocated"], float(torch.cuda.memory_allocated(index)))
+    memory.add_metric([name, "reserved"], float(torch.cuda.memory_reserved(index)))
+    memory.add_metric([name, "total"], float(torch.cuda.get_device_properties(index).total_memory))
+    yield memory
+
+
+def register_engine(engine: EngineView) -> EngineCollector:
+    collector = EngineCollector(engine)
+    REGISTRY.register(collector)
+    return collector
+
+
+def unregister(collector: Collector) -> None:
+    REGISTRY.unregister(collector)
