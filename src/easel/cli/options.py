@@ -16,3 +16,17 @@ DataDirOption = Annotated[
         show_default=False,
     ),
 ]
+
+ConfigOption = Annotated[
+    Optional[Path],
+    typer.Option("--config", help="YAML file adding or changing catalog models."),
+]
+
+ModelSourceOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--model-source",
+        help="NAME=HUB_ID_OR_DIR: take NAME's pipeline from here (as `easel serve --model`). "
+        "Repeatable.",
+    ),
+]
