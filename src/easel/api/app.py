@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from easel import __version__
+from easel import __version__, web
 from easel.api import files, models
 from easel.api.errors import install_error_handlers
 from easel.api.images import router as images
@@ -80,4 +80,5 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     app.include_router(images.router)
     app.include_router(models.router)
     app.include_router(files.router)
+    web.install(app)
     return app
