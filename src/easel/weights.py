@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from huggingface_hub import (
     CachedRepoInfo,
     DeleteCacheStrategy,
@@ -138,10 +137,18 @@ def pull(repo_id: str) -> Path:
         raise WeightsError(
             f"{repo_id} has no {PIPELINE_INDEX}: it is not a diffusers pipeline repository."
         ) from exc
-    except (OfflineModeIsEnabled, httpx.TransportError) as exc:
-        raise _offline(repo_id, exc) from exc
     except HfHubHTTPError as exc:
         raise WeightsError(f"the Hugging Face hub refused the download of {repo_id}: {exc}") from exc
+    except Exception as exc:
+        if _is_connection_problem(exc):
+            raise _offline(repo_id, exc) from exc
+        raise
+
+
+def _is_connection_problem(exc: Exception) -> bool:
+    # huggingface_hub has used requests, httpx and httpx2 over its versions; each names its
+    # network failures ConnectionError or TransportError (offline mode is a ConnectionError too).
+    return any(cls.__name__ in ("ConnectionError", "TransportError") for cls in type(exc).__mro__)
 
 
 def _offline(repo_id: str, exc: Exception) -> WeightsError:
