@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import openai
@@ -34,10 +36,12 @@ def test_generate_writes_pngs_that_explain_themselves(tiny_sd: Path, tmp_path: P
         assert text["quality"] == "standard" and text["steps"] == "2"
 
     # The same seed again writes the same picture, beside the first one rather than over it.
-    again = run_easel("generate", "a red fox in the snow", "--seed", "99", *source)
-    assert written(again.stdout) == [tmp_path / "dall-e-2-99-1.png"]
-    with Image.open(paths[0]) as first, Image.open(tmp_path / "dall-e-2-99-1.png") as second:
-        assert first.tobytes() == second.tobytes()
+    again = run_easel("generate", "a red fox in the snow", "-n", "2", "--seed", "99", *source)
+    repeats = written(again.stdout)
+    assert repeats == [tmp_path / "dall-e-2-99-1.png", tmp_path / "dall-e-2-100-1.png"]
+    for path, repeat in zip(paths, repeats, strict=True):
+        with Image.open(path) as first, Image.open(repeat) as second:
+            assert first.tobytes() == second.tobytes()
 
 
 def test_generate_matches_the_server_pixel_for_pixel(
@@ -84,7 +88,6 @@ def test_generate_refuses_bad_options_with_the_servers_messages(tiny_sd: Path, t
         (("--size", "999x999"), "--size: Invalid value: '999x999'. Supported values are: "
          "'256x256', '512x512', and '1024x1024'."),
         (("--seed", "-3"), "--seed: -3 is less than the minimum of 0 - 'seed'"),
-        (("--model", "dall-e-9"), "The model `dall-e-9` does not exist"),
     ]
     for options, message in cases:
         result = run_easel("generate", "a cat", *options, *source)
@@ -101,3 +104,19 @@ def test_generate_says_when_the_pipeline_cannot_load(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "not a diffusers pipeline directory" in " ".join(result.stderr.split())
+
+
+def test_generate_reports_a_pipeline_that_fails_while_running(tiny_sd: Path, tmp_path: Path) -> None:
+    # A scheduler with fewer training timesteps than the steps asked for: diffusers refuses at call
+    # time, the only way to make a real pipeline fail mid-run.
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_sd, broken)
+    config_path = broken / "scheduler" / "scheduler_config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "num_train_timesteps": 1}))
+    result = run_easel(
+        "generate", "a cat", "--model-source", f"dall-e-2={broken}", "--size", "256x256",
+        "--out", str(tmp_path / "out"),
+    )
+    assert result.returncode == 1
+    assert "the dall-e-2 pipeline failed" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr

@@ -7,6 +7,9 @@ a tiny pipeline, and pulls are tried offline and against an address where nothin
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -123,6 +126,42 @@ def test_pull_without_network_says_so(tmp_path: Path) -> None:
         "Cannot download stabilityai/stable-diffusion-xl-base-1.0: "
         "the Hugging Face hub cannot be reached" in message
     )
+
+
+class _GatedHub(BaseHTTPRequestHandler):
+    """Answers every request as the hub answers for a gated model without an accepted licence."""
+
+    def _refuse(self) -> None:
+        self.send_response(401)
+        self.send_header("X-Error-Code", "GatedRepo")
+        self.send_header("X-Error-Message", "Access to model is restricted.")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_HEAD = _refuse
+
+    def log_message(self, *_args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def gated_hub() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _GatedHub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_pull_of_a_gated_model_asks_for_a_token(tmp_path: Path, gated_hub: str) -> None:
+    # Fault injection: no gated repository can be reached from here, so a stand-in server gives
+    # the hub's answer for one (401 with X-Error-Code: GatedRepo).
+    env = {"HF_HOME": str(tmp_path), "HF_ENDPOINT": gated_hub}
+    result = run_easel("models", "pull", "some-org/gated-model", env=env)
+    assert result.returncode == 1
+    message = " ".join(result.stderr.split())
+    assert "some-org/gated-model is a gated model" in message and "HF_TOKEN" in message
 
 
 def test_only_the_files_the_pipeline_reads_are_fetched() -> None:

@@ -7,12 +7,20 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from diffusers import DiffusionPipeline
 from diffusers.utils import logging as diffusers_logging
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from easel.api.images.protocol import CreateImageRequest
-from easel.catalog import GenerationPlan
+from easel.catalog import GenerationPlan, ModelSpec
 from easel.cli.models import build_catalog
 from easel.cli.options import ConfigOption, ModelSourceOption
 from easel.encoding import encode_png, png_text
@@ -51,31 +59,47 @@ def generate(
         err.print(f"[red]easel generate: {option}{exc.message}[/red]")
         raise typer.Exit(2) from exc
     plan = job.plan
-    spec = catalog.get(plan.model)
+    pipe = _load(catalog.get(plan.model))
+    images = _run(pipe, plan, job.seed if job.seed is not None else draw_seed())
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        paths = write_pngs(images, plan, out)
+    except OSError as exc:
+        err.print(f"[red]easel generate: cannot write to {out}: {exc}[/red]")
+        raise typer.Exit(1) from exc
+    for path in paths:
+        typer.echo(str(path))
+
+
+def _load(spec: ModelSpec) -> DiffusionPipeline:
     device = best_device()
     # Our progress bar is the one over denoising steps; diffusers' loading bars would interleave.
     diffusers_logging.disable_progress_bar()
     with err.status(f"Loading {spec.name} from {spec.source} on {device.type} ..."):
         try:
-            pipe = load_pipeline(spec.source, device, dtype_for(device))
+            return load_pipeline(spec.source, device, dtype_for(device))
         except ModelLoadError as exc:
             err.print(f"[red]easel generate: {spec.name}: {exc}[/red]")
             raise typer.Exit(1) from exc
-    chosen_seed = job.seed if job.seed is not None else draw_seed()
-    with Progress(
+
+
+def _run(pipe: DiffusionPipeline, plan: GenerationPlan, seed: int) -> list[GeneratedImage]:
+    columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("steps"),
         TimeElapsedColumn(),
-        console=err,
-    ) as progress:
+    )
+    with Progress(*columns, console=err) as progress:
         task = progress.add_task(f"{plan.model}, {plan.n} x {plan.width}x{plan.height}", total=plan.steps)
-        pipe.progress_bar = _StepProgress(progress, task)
-        images = run_plan(pipe, plan, chosen_seed)
-    out.mkdir(parents=True, exist_ok=True)
-    for path in write_pngs(images, plan, out):
-        typer.echo(str(path))
+        # The instance attribute shadows the method for this one pipeline object only.
+        pipe.progress_bar = _StepProgress(progress, task)  # type: ignore[attr-defined]
+        try:
+            return run_plan(pipe, plan, seed)
+        except Exception as exc:  # a pipeline that fails mid-way: say so, no traceback
+            err.print(f"[red]easel generate: the {plan.model} pipeline failed: {type(exc).__name__}: {exc}[/red]")
+            raise typer.Exit(1) from exc
 
 
 def write_pngs(images: list[GeneratedImage], plan: GenerationPlan, out: Path) -> list[Path]:
@@ -101,7 +125,7 @@ class _StepProgress:
     """Stands in for `DiffusionPipeline.progress_bar`, the hook through which every diffusers pipeline
     reports its denoising loop (as a tqdm bar), and moves a rich progress task instead."""
 
-    def __init__(self, progress: Progress, task: Any) -> None:
+    def __init__(self, progress: Progress, task: TaskID) -> None:
         self._progress = progress
         self._task = task
 

@@ -64,6 +64,7 @@ async function saveKey(event) {
   localStorage.setItem(KEY_STORAGE, key);
   $("api-key").value = "";
   refreshKeyChip();
+  showError(null);
   if (await loadModels()) showKeyPanel(false);
 }
 
@@ -137,7 +138,6 @@ function showError(info) {
 // ---- models and the form ----------------------------------------------------------------------
 
 async function loadModels() {
-  showError(null);
   if (!apiKey()) {
     showKeyPanel(true);
     return false;
@@ -273,6 +273,8 @@ async function generate(event) {
     stopClock(`Done in ${seconds.toFixed(1)} s.`);
     const cards = showResults(result, body, seconds);
     await remember(body, result, seconds, cards);
+    // A model that was still loading is ready now: refresh the labels that said so.
+    if ([...state.models.values()].some((m) => m.easel.state !== "ready")) loadModels();
   } catch (exc) {
     const info = describe(exc);
     stopClock(info ? "" : "Cancelled.");
