@@ -105,6 +105,7 @@ def test_playground_generates_shows_errors_and_keeps_history(
     expect(page.locator("body")).to_have_class(re.compile(r"\brunning\b"))
     expect(page.locator("#generate")).to_be_disabled()
     expect(page.locator("#status")).to_contain_text("Generating dall-e-3")
+    page.screenshot(path=str(ARTIFACTS / "playground-running.png"))
     expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
     expect(page.locator("body")).not_to_have_class(re.compile(r"\brunning\b"))
     page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")

@@ -69,6 +69,7 @@ def serve(
             f"    easel keys create --data-dir {settings.data_dir}"
         )
     err.print(f"Models: {', '.join(catalog.names())}. Data directory: {settings.data_dir}")
+    err.print(f"Web playground: http://{settings.host}:{settings.port}/")
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 
