@@ -35,7 +35,9 @@ PIPELINE_INDEX = "model_index.json"
 _WEIGHT_FILE = re.compile(
     r"^(diffusion_pytorch_model|model|pytorch_model)(-\d{5}-of-\d{5})?\.(safetensors|bin)$"
 )
-_WEIGHT_INDEX = re.compile(r"^(diffusion_pytorch_model|model|pytorch_model)\.(safetensors|bin)\.index\.json$")
+_WEIGHT_INDEX = re.compile(
+    r"^(diffusion_pytorch_model|model|pytorch_model)\.(safetensors|bin)\.index\.json$"
+)
 # Other serialisations of the same weights (and fp16/ema variants) that a PyTorch load never reads.
 _OTHER_WEIGHTS = re.compile(
     r"\.(safetensors|bin|ckpt|pt|pth|msgpack|h5|onnx|onnx_data|pb|gguf|xml)$"

@@ -92,13 +92,15 @@ def _run(pipe: DiffusionPipeline, plan: GenerationPlan, seed: int) -> list[Gener
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=err) as progress:
-        task = progress.add_task(f"{plan.model}, {plan.n} x {plan.width}x{plan.height}", total=plan.steps)
+        label = f"{plan.model}, {plan.n} x {plan.width}x{plan.height}"
+        task = progress.add_task(label, total=plan.steps)
         # The instance attribute shadows the method for this one pipeline object only.
         pipe.progress_bar = _StepProgress(progress, task)  # type: ignore[attr-defined]
         try:
             return run_plan(pipe, plan, seed)
         except Exception as exc:  # a pipeline that fails mid-way: say so, no traceback
-            err.print(f"[red]easel generate: the {plan.model} pipeline failed: {type(exc).__name__}: {exc}[/red]")
+            reason = f"{type(exc).__name__}: {exc}"
+            err.print(f"[red]easel generate: the {plan.model} pipeline failed: {reason}[/red]")
             raise typer.Exit(1) from exc
 
 
