@@ -13,9 +13,13 @@ import pytest
 from tests.images import decode_b64, fetch, size_of
 from tests.server import RunningServer
 
-SPEC = json.loads(
-    (Path(__file__).parents[2] / "shared" / "openai-spec" / "images.openapi.json").read_text()
+# The shared reference folder sits beside the checkout (/work/main) or above a worktree (/work/wt/N).
+SPEC_PATH = next(
+    folder / "shared" / "openai-spec" / "images.openapi.json"
+    for folder in Path(__file__).parents
+    if (folder / "shared" / "openai-spec" / "images.openapi.json").is_file()
 )
+SPEC = json.loads(SPEC_PATH.read_text())
 
 DALL_E_2_SIZES = ["256x256", "512x512", "1024x1024"]
 DALL_E_3_SIZES = ["1024x1024", "1792x1024", "1024x1792"]
@@ -141,13 +145,14 @@ def test_response_matches_official_schema(
     jsonschema.validate(response.json(), schema)
     body = response.json()
     assert isinstance(body["created"], int)
-    assert set(body["data"][0]) == {response_format, "revised_prompt"}
+    assert set(body["data"][0]) == {response_format, "revised_prompt", "seed"}
 
 
 def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
     listed = {model.id: model for model in client.models.list()}
     assert {"dall-e-2", "dall-e-3"} <= set(listed)
     assert listed["dall-e-3"].object == "model"
+    assert listed["dall-e-3"].owned_by == "stabilityai" and isinstance(listed["dall-e-3"].created, int)
     assert client.models.retrieve("dall-e-3").id == "dall-e-3"
     with pytest.raises(openai.NotFoundError) as excinfo:
         client.models.retrieve("no-such-model")

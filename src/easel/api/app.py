@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from easel import __version__
+from easel import __version__, web
 from easel.api import admin, files, health, models
 from easel.api.errors import install_error_handlers
 from easel.api.images import router as images
@@ -108,4 +108,5 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     app.include_router(files.router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    web.install(app)
     return app

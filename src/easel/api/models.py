@@ -1,4 +1,8 @@
-"""GET /v1/models and /v1/models/{id}, listing the catalog in OpenAI's shape."""
+"""GET /v1/models and /v1/models/{id}: the catalog in OpenAI's shape, plus what each model accepts.
+
+OpenAI's four fields (id, object, created, owned_by) are unchanged, so every SDK parses the objects;
+an extra `easel` object carries the model's accepted values, which the web playground reads.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +11,52 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from easel.api.auth import AuthorizedKey
-from easel.api.state import services
+from easel.api.images.protocol import RESPONSE_FORMATS
+from easel.api.state import AppServices, services
 from easel.catalog import ModelSpec
+from easel.engine.generate import MAX_SEED
 from easel.limits.limiter import require_model
 
 router = APIRouter()
 
 
-def model_object(spec: ModelSpec, created: int) -> dict[str, Any]:
-    return {"id": spec.name, "object": "model", "created": created, "owned_by": spec.owned_by}
+def capabilities(spec: ModelSpec, app_services: AppServices) -> dict[str, Any]:
+    """The values each request field takes for this model; `null` defaults mean the field is refused."""
+    return {
+        "sizes": list(spec.sizes),
+        "default_size": spec.default_size,
+        "qualities": list(spec.qualities),
+        "default_quality": spec.default_quality,
+        "styles": list(spec.styles),
+        "default_style": spec.default_style if spec.styles else None,
+        "max_n": spec.max_n,
+        "max_prompt_chars": spec.max_prompt_chars,
+        "response_formats": list(RESPONSE_FORMATS),
+        "returns_revised_prompt": spec.returns_revised_prompt,
+        "seed": {"min": 0, "max": MAX_SEED},
+        "licence": spec.licence,
+        "state": app_services.engine.states()[spec.name].value,
+    }
+
+
+def model_object(spec: ModelSpec, request: Request) -> dict[str, Any]:
+    return {
+        "id": spec.name,
+        "object": "model",
+        "created": request.app.state.started_at,
+        "owned_by": spec.owned_by,
+        "easel": capabilities(spec, services(request)),
+    }
 
 
 @router.get("/v1/models")
 async def list_models(request: Request, key: AuthorizedKey) -> dict[str, Any]:
-    app_services = services(request)
-    created = request.app.state.started_at
-    allowed = [spec for spec in app_services.catalog if key.policy.allows_model(spec.name)]
-    return {"object": "list", "data": [model_object(s, created) for s in allowed]}
+    allowed = [spec for spec in services(request).catalog if key.policy.allows_model(spec.name)]
+    return {"object": "list", "data": [model_object(spec, request) for spec in allowed]}
 
 
 @router.get("/v1/models/{model_id:path}")
 async def retrieve_model(model_id: str, request: Request, key: AuthorizedKey) -> dict[str, Any]:
     spec = services(request).catalog.get(model_id)
     require_model(key, spec.name)
-    return model_object(spec, request.app.state.started_at)
+    return model_object(spec, request)

@@ -1,11 +1,14 @@
-"""The `easel` command line: `serve`, `keys`, `usage` and `db`, each in a module of its own."""
+"""The `easel` command line: `serve`, `generate`, `keys`, `models`, `usage` and `db`, each in its own
+module."""
 
 from __future__ import annotations
 
 import typer
 
 from easel.cli.db import db_app
+from easel.cli.generate import generate
 from easel.cli.keys import keys_app
+from easel.cli.models import models_app
 from easel.cli.serve import serve
 from easel.cli.usage import usage
 
@@ -16,9 +19,11 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(serve)
+app.command()(generate)
 app.add_typer(keys_app, name="keys")
 app.command()(usage)
 app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
 
 
 def main() -> None:

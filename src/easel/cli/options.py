@@ -43,3 +43,18 @@ def cli_settings(data_dir: Optional[Path], database_url: Optional[str]) -> Setti
 
 def open_database(data_dir: Optional[Path], database_url: Optional[str]) -> Database:
     return Database(cli_settings(data_dir, database_url).resolved_database_url)
+
+
+ConfigOption = Annotated[
+    Optional[Path],
+    typer.Option("--config", help="YAML file adding or changing catalog models."),
+]
+
+ModelSourceOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--model-source",
+        help="NAME=HUB_ID_OR_DIR: take NAME's pipeline from here (as `easel serve --model`). "
+        "Repeatable.",
+    ),
+]

@@ -96,6 +96,7 @@ def serve(
         f"Models: {', '.join(catalog.names())}. Data directory: {settings.data_dir}. "
         f"Database: {_shown(settings)}."
     )
+    err.print(f"Web playground: http://{settings.host}:{settings.port}/")
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from easel.api.body import json_type_name
-from easel.errors import InvalidRequestError, unknown_parameter
+from easel.catalog import Catalog, GenerationPlan
+from easel.engine.generate import MAX_SEED
+from easel.errors import InvalidRequestError, invalid_value, unknown_parameter
 
 RESPONSE_FORMATS = ("url", "b64_json")
 DEFAULT_MODEL = "dall-e-2"
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """A request checked against its model's rules: what to generate and how to deliver it."""
+
+    plan: GenerationPlan
+    # None: the engine draws one. Image i of the plan is made with seed + i.
+    seed: int | None
+    response_format: str
 
 
 class CreateImageRequest(BaseModel):
@@ -27,6 +40,8 @@ class CreateImageRequest(BaseModel):
     style: str | None = None
     response_format: str | None = None
     user: str | None = None
+    # Easel extension (OpenAI's SDK sends it with extra_body): makes a generation reproducible.
+    seed: int | None = None
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> CreateImageRequest:
@@ -35,8 +50,43 @@ class CreateImageRequest(BaseModel):
         except ValidationError as exc:
             raise _first_error(exc, body) from None
 
+    @property
+    def model_name(self) -> str:
+        return self.model if self.model is not None else DEFAULT_MODEL
 
-_EXPECTED = {"n": "an integer"}
+    def resolve(self, catalog: Catalog) -> ImageJob:
+        """Check every field against the catalog entry of the requested model."""
+        spec = catalog.get(self.model_name)
+        response_format = self.response_format or "url"
+        if response_format not in RESPONSE_FORMATS:
+            raise invalid_value("response_format", response_format, RESPONSE_FORMATS)
+        plan = spec.plan(
+            prompt=self.prompt, n=self.n, size=self.size, quality=self.quality, style=self.style
+        )
+        if self.seed is not None:
+            _check_seed(self.seed, plan.n)
+        return ImageJob(plan=plan, seed=self.seed, response_format=response_format)
+
+
+def _check_seed(seed: int, n: int) -> None:
+    # The last image uses seed + n - 1, which must itself be a seed a user can send back.
+    highest = MAX_SEED - (n - 1)
+    if seed < 0:
+        raise InvalidRequestError(
+            f"{seed} is less than the minimum of 0 - 'seed'",
+            param="seed",
+            code="integer_below_min_value",
+        )
+    if seed > highest:
+        raise InvalidRequestError(
+            f"{seed} is greater than the maximum of {highest} - 'seed' (image i uses seed + i, "
+            f"and seeds go up to {MAX_SEED})",
+            param="seed",
+            code="integer_above_max_value",
+        )
+
+
+_EXPECTED = {"n": "an integer", "seed": "an integer"}
 
 
 def _first_error(exc: ValidationError, body: dict[str, Any]) -> InvalidRequestError:
@@ -63,6 +113,8 @@ class ImageData(BaseModel):
     url: str | None = None
     b64_json: str | None = None
     revised_prompt: str | None = None
+    # Easel extension: the seed this image was made with; send it back (n=1) to re-make it.
+    seed: int | None = None
 
 
 class ImagesResponse(BaseModel):

@@ -9,18 +9,9 @@ from typing import Any
 
 from easel.api.auth import Caller
 from easel.api.images.metering import Meter, Outcome, metered
-from easel.api.images.protocol import (
-    DEFAULT_MODEL,
-    RESPONSE_FORMATS,
-    CreateImageRequest,
-    ImageData,
-    ImagesResponse,
-)
+from easel.api.images.protocol import CreateImageRequest, ImageData, ImageJob, ImagesResponse
 from easel.api.state import AppServices
-from easel.catalog import GenerationPlan
-from easel.encoding import encode_png
-from easel.engine.generate import GeneratedImage
-from easel.errors import invalid_value
+from easel.encoding import encode_png, png_text
 from easel.limits.limiter import require_model
 
 
@@ -28,56 +19,33 @@ async def create_images(
     services: AppServices, body: dict[str, Any], base_url: str, caller: Caller, outcome: Outcome
 ) -> ImagesResponse:
     request = CreateImageRequest.parse(body)
-    spec = services.catalog.get(request.model if request.model is not None else DEFAULT_MODEL)
+    spec = services.catalog.get(request.model_name)
     outcome.model = spec.name
     require_model(caller.key, spec.name)
-    response_format = request.response_format or "url"
-    if response_format not in RESPONSE_FORMATS:
-        raise invalid_value("response_format", response_format, RESPONSE_FORMATS)
-    plan = spec.plan(
-        prompt=request.prompt,
-        n=request.n,
-        size=request.size,
-        quality=request.quality,
-        style=request.style,
-    )
-    size = f"{plan.width}x{plan.height}"
-    async with metered(services, caller, request.user, plan, size) as meter:
-        data = await _generate(services, plan, response_format, base_url, meter)
+    job = request.resolve(services.catalog)
+    size = f"{job.plan.width}x{job.plan.height}"
+    async with metered(services, caller, request.user, job.plan, size) as meter:
+        data = await _generate(services, job, base_url, meter)
     return ImagesResponse(created=int(time.time()), data=data)
 
 
 async def _generate(
-    services: AppServices, plan: GenerationPlan, response_format: str, base_url: str, meter: Meter
+    services: AppServices, job: ImageJob, base_url: str, meter: Meter
 ) -> list[ImageData]:
-    images = await services.engine.generate(plan, timing=meter.timing)
+    plan = job.plan
+    images = await services.engine.generate(plan, job.seed, timing=meter.timing)
     with meter.encoding():
         pngs = await asyncio.gather(
             *(asyncio.to_thread(encode_png, image.pixels, png_text(plan, image)) for image in images)
         )
         data = [
-            await _deliver(services, png, response_format, base_url, plan.revised_prompt)
-            for png in pngs
+            await _deliver(
+                services, png, job.response_format, base_url, plan.revised_prompt, image.seed
+            )
+            for png, image in zip(pngs, images, strict=True)
         ]
     meter.delivered = len(data)
     return data
-
-
-def png_text(plan: GenerationPlan, image: GeneratedImage) -> dict[str, str]:
-    """The settings an image was made with, kept in the PNG so the file explains itself."""
-    return {
-        "prompt": plan.user_prompt,
-        "revised_prompt": plan.prompt,
-        "negative_prompt": plan.negative_prompt or "",
-        "model": plan.model,
-        "seed": str(image.seed),
-        "steps": str(plan.steps),
-        "guidance_scale": str(plan.guidance_scale),
-        "quality": plan.quality,
-        "style": plan.style or "",
-        "generated_size": f"{image.generated_width}x{image.generated_height}",
-        "Software": "Easel",
-    }
 
 
 async def _deliver(
@@ -86,10 +54,12 @@ async def _deliver(
     response_format: str,
     base_url: str,
     revised_prompt: str | None,
+    seed: int,
 ) -> ImageData:
     if response_format == "b64_json":
-        return ImageData(b64_json=base64.b64encode(png).decode("ascii"), revised_prompt=revised_prompt)
+        b64 = base64.b64encode(png).decode("ascii")
+        return ImageData(b64_json=b64, revised_prompt=revised_prompt, seed=seed)
     image_id = await asyncio.to_thread(services.images.save, png)
     return ImageData(
-        url=base_url + services.images.signed_path(image_id), revised_prompt=revised_prompt
+        url=base_url + services.images.signed_path(image_id), revised_prompt=revised_prompt, seed=seed
     )

@@ -1,0 +1,154 @@
+"""`easel generate`: make images without a server, through the same catalog, checks and engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from diffusers import DiffusionPipeline
+from diffusers.utils import logging as diffusers_logging
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from easel.api.images.protocol import CreateImageRequest
+from easel.catalog import GenerationPlan, ModelSpec
+from easel.cli.models import build_catalog
+from easel.cli.options import ConfigOption, ModelSourceOption
+from easel.encoding import encode_png, png_text
+from easel.engine.device import best_device, dtype_for
+from easel.engine.generate import GeneratedImage, draw_seed, run_plan
+from easel.engine.loader import ModelLoadError, load_pipeline
+from easel.errors import EaselError
+
+err = Console(stderr=True)
+
+
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What to draw.")],
+    model: Annotated[Optional[str], typer.Option(help="Catalog model (default dall-e-2).")] = None,
+    size: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT, one the model accepts.")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", "-n", help="How many images.")] = None,
+    quality: Annotated[Optional[str], typer.Option(help="standard, hd, ... as the model accepts.")] = None,
+    style: Annotated[Optional[str], typer.Option(help="vivid or natural, where the model has styles.")] = None,
+    seed: Annotated[
+        Optional[int], typer.Option(help="Make it reproducible; image i uses seed + i. Default: random.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the PNG files to.")] = Path("."),
+    config: ConfigOption = None,
+    model_source: ModelSourceOption = None,
+) -> None:
+    """Generate images locally and write them as PNG files; prints the paths it wrote."""
+    catalog = build_catalog(config, model_source)
+    body: dict[str, Any] = {
+        "prompt": prompt, "model": model, "n": n, "size": size, "quality": quality, "style": style,
+        "seed": seed,
+    }
+    try:
+        job = CreateImageRequest.parse(body).resolve(catalog)
+    except EaselError as exc:
+        option = f"--{exc.param}: " if exc.param and exc.param != "prompt" else ""
+        err.print(f"[red]easel generate: {option}{exc.message}[/red]")
+        raise typer.Exit(2) from exc
+    plan = job.plan
+    pipe = _load(catalog.get(plan.model))
+    images = _run(pipe, plan, job.seed if job.seed is not None else draw_seed())
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        paths = write_pngs(images, plan, out)
+    except OSError as exc:
+        err.print(f"[red]easel generate: cannot write to {out}: {exc}[/red]")
+        raise typer.Exit(1) from exc
+    for path in paths:
+        typer.echo(str(path))
+
+
+def _load(spec: ModelSpec) -> DiffusionPipeline:
+    device = best_device()
+    # Our progress bar is the one over denoising steps; diffusers' loading bars would interleave.
+    diffusers_logging.disable_progress_bar()
+    with err.status(f"Loading {spec.name} from {spec.source} on {device.type} ..."):
+        try:
+            return load_pipeline(spec.source, device, dtype_for(device))
+        except ModelLoadError as exc:
+            err.print(f"[red]easel generate: {spec.name}: {exc}[/red]")
+            raise typer.Exit(1) from exc
+
+
+def _run(pipe: DiffusionPipeline, plan: GenerationPlan, seed: int) -> list[GeneratedImage]:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err) as progress:
+        label = f"{plan.model}, {plan.n} x {plan.width}x{plan.height}"
+        task = progress.add_task(label, total=plan.steps)
+        # The instance attribute shadows the method for this one pipeline object only.
+        pipe.progress_bar = _StepProgress(progress, task)  # type: ignore[attr-defined]
+        try:
+            return run_plan(pipe, plan, seed)
+        except Exception as exc:  # a pipeline that fails mid-way: say so, no traceback
+            reason = f"{type(exc).__name__}: {exc}"
+            err.print(f"[red]easel generate: the {plan.model} pipeline failed: {reason}[/red]")
+            raise typer.Exit(1) from exc
+
+
+def write_pngs(images: list[GeneratedImage], plan: GenerationPlan, out: Path) -> list[Path]:
+    """Write each image as `<model>-<seed>.png` in `out`, never over an existing file."""
+    paths = []
+    for image in images:
+        png = encode_png(image.pixels, png_text(plan, image))
+        attempt = 0
+        while True:
+            suffix = f"-{attempt}" if attempt else ""
+            path = out / f"{plan.model}-{image.seed}{suffix}.png"
+            try:
+                with open(path, "xb") as handle:  # "x": an earlier run's file is never replaced
+                    handle.write(png)
+                break
+            except FileExistsError:
+                attempt += 1
+        paths.append(path)
+    return paths
+
+
+class _StepProgress:
+    """Stands in for `DiffusionPipeline.progress_bar`, the hook through which every diffusers pipeline
+    reports its denoising loop (as a tqdm bar), and moves a rich progress task instead."""
+
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self._progress = progress
+        self._task = task
+
+    def __call__(self, iterable: Iterable[Any] | None = None, total: int | None = None) -> Any:
+        if iterable is not None:
+            return self._track(iterable)
+        self._progress.reset(self._task, total=total)
+        return self
+
+    def _track(self, iterable: Iterable[Any]) -> Iterator[Any]:
+        items = list(iterable)
+        self._progress.reset(self._task, total=len(items))
+        for item in items:
+            yield item
+            self._progress.advance(self._task)
+
+    def __enter__(self) -> _StepProgress:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def update(self, steps: int = 1) -> None:
+        self._progress.advance(self._task, steps)

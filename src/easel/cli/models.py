@@ -1,0 +1,113 @@
+"""`easel models list|pull|rm`: the catalog's models and their weights on this machine."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from easel.catalog.catalog import Catalog, CatalogConfigError
+from easel.cli.options import ConfigOption, ModelSourceOption
+from easel.errors import NotFoundError
+from easel.weights import WeightsError, is_hub_id, local_weights, pull, removal
+
+models_app = typer.Typer(help="List, download and remove model weights.", no_args_is_help=True)
+err = Console(stderr=True)
+
+NameArgument = Annotated[
+    str, typer.Argument(help="A catalog model name (e.g. dall-e-2) or a hub id (org/name).")
+]
+
+
+def build_catalog(config: ConfigOption, model_source: ModelSourceOption) -> Catalog:
+    """The catalog as `easel serve` would build it from the same file and overrides."""
+    try:
+        return Catalog.build(config, model_source or ())
+    except CatalogConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+@models_app.command("list")
+def list_models(config: ConfigOption = None, model_source: ModelSourceOption = None) -> None:
+    """Each catalog model: its source, whether its weights are here and their size, licence, sizes."""
+    table = Table("model", "source", "weights here", "on disk", "licence", "sizes")
+    for spec in build_catalog(config, model_source):
+        weights = local_weights(spec.source)
+        if weights is None:
+            present, size = "no", "-"
+        else:
+            present = "yes" if weights.has_pipeline_index else "incomplete"
+            size = human_size(weights.size_bytes)
+        table.add_row(spec.name, spec.source, present, size, spec.licence, ", ".join(spec.sizes))
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@models_app.command("pull")
+def pull_model(
+    name: NameArgument, config: ConfigOption = None, model_source: ModelSourceOption = None
+) -> None:
+    """Download a model's pipeline from the Hugging Face hub (only the files it needs; resumable)."""
+    source = _source(name, config, model_source)
+    if not is_hub_id(source):
+        err.print(f"{name} is served from the local directory {source}: nothing to download.")
+        return
+    err.print(f"Fetching {source} into the Hugging Face cache (HF_HOME) ...")
+    try:
+        path = pull(source)
+    except WeightsError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    typer.echo(str(path))
+
+
+@models_app.command("rm")
+def remove_model(
+    name: NameArgument,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    config: ConfigOption = None,
+    model_source: ModelSourceOption = None,
+) -> None:
+    """Delete a model's downloaded weights from the Hugging Face cache, asking first."""
+    source = _source(name, config, model_source)
+    if not is_hub_id(source):
+        err.print(
+            f"[red]{name} is served from the local directory {source}; Easel does not delete "
+            "directories it did not download.[/red]"
+        )
+        raise typer.Exit(1)
+    plan = removal(source)
+    if plan is None:
+        err.print(f"No downloaded weights for {source}: nothing to remove.")
+        return
+    size = human_size(plan.expected_freed_size)
+    if not yes and not typer.confirm(f"Delete {source} from the Hugging Face cache, freeing {size}?"):
+        err.print("Nothing removed.")
+        raise typer.Exit(1)
+    plan.execute()
+    typer.echo(f"Removed {source}, freed {size}.")
+
+
+def _source(name: str, config: ConfigOption, model_source: ModelSourceOption) -> str:
+    catalog = build_catalog(config, model_source)
+    try:
+        return catalog.get(name).source
+    except NotFoundError:
+        if "/" in name and is_hub_id(name):
+            return name
+        err.print(
+            f"[red]{name} is neither a model of the catalog ({', '.join(catalog.names())}) nor a "
+            "hub id of the form org/name.[/red]"
+        )
+        raise typer.Exit(2) from None
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"

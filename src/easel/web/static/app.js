@@ -1,0 +1,442 @@
+// The Easel playground: a client of the public API (/v1/models, /v1/images/generations) that keeps
+// the API key and a history of recent generations in this browser's localStorage.
+// Every text from the user or the server goes in through textContent or attributes, never as HTML.
+
+const KEY_STORAGE = "easel.apiKey";
+const HISTORY_STORAGE = "easel.history";
+const HISTORY_LIMIT = 20;
+const THUMB_SIDE = 160;
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  models: new Map(),
+  running: null, // the AbortController of the request in flight
+  shown: [], // the result cards on screen before the request, put back if it fails
+};
+
+// ---- small DOM helpers ------------------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "class") node.className = value;
+    else if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function setOptions(select, values, selected) {
+  select.replaceChildren(...values.map((value) => el("option", { value, text: value })));
+  if (values.includes(selected)) select.value = selected;
+}
+
+function maskKey(key) {
+  return key.length > 12 ? `${key.slice(0, 5)}…${key.slice(-4)}` : "set";
+}
+
+// ---- API key ----------------------------------------------------------------------------------
+
+function apiKey() {
+  return localStorage.getItem(KEY_STORAGE) || "";
+}
+
+function showKeyPanel(open) {
+  $("key-panel").hidden = !open;
+  $("key-toggle").setAttribute("aria-expanded", String(open));
+}
+
+function refreshKeyChip() {
+  const key = apiKey();
+  $("key-toggle").textContent = key ? `Key ${maskKey(key)}` : "Set API key";
+  $("key-toggle").classList.toggle("warn", !key);
+}
+
+async function saveKey(event) {
+  event.preventDefault();
+  const key = $("api-key").value.trim();
+  if (!key) {
+    showError({ title: "No API key", message: "Paste a key that starts with sk-." });
+    return;
+  }
+  localStorage.setItem(KEY_STORAGE, key);
+  $("api-key").value = "";
+  refreshKeyChip();
+  showError(null);
+  if (await loadModels()) showKeyPanel(false);
+}
+
+// ---- talking to the server --------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, error, requestId, retryAfter) {
+    super(error.message || `HTTP ${status}`);
+    this.status = status;
+    this.error = error;
+    this.requestId = requestId;
+    this.retryAfter = retryAfter;
+  }
+}
+
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  const key = apiKey();
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const response = await fetch(path, { ...options, headers });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  if (!response.ok) {
+    const error = body && body.error ? body.error : { message: `The server answered HTTP ${response.status}.` };
+    throw new ApiError(response.status, error, response.headers.get("x-request-id"),
+      response.headers.get("retry-after"));
+  }
+  return body;
+}
+
+function errorTitle(status, error) {
+  if (status === 401) return "API key rejected";
+  if (status === 403) return "Not allowed";
+  if (status === 404) return error.code === "model_not_found" ? "Unknown model" : "Not found";
+  if (status === 413) return "Request too large";
+  if (status === 429) return error.code === "insufficient_quota" ? "Quota used up" : "Rate limit reached";
+  if (status === 503) return "Model unavailable";
+  if (status >= 500) return "Server error";
+  return error.param ? `Invalid ${error.param}` : "Request refused";
+}
+
+function describe(exc) {
+  if (exc.name === "AbortError") return null;
+  if (!(exc instanceof ApiError)) {
+    return { title: "Cannot reach the server", message: String(exc.message || exc) };
+  }
+  const details = [];
+  if (exc.error.code) details.push(`code ${exc.error.code}`);
+  if (exc.error.param) details.push(`param ${exc.error.param}`);
+  details.push(`HTTP ${exc.status}`);
+  if (exc.retryAfter) details.push(`retry after ${exc.retryAfter} s`);
+  if (exc.requestId) details.push(`request ${exc.requestId}`);
+  return { title: errorTitle(exc.status, exc.error), message: exc.error.message, detail: details.join(" · ") };
+}
+
+function showError(info) {
+  if (!info) {
+    $("error").hidden = true;
+    return;
+  }
+  $("error-title").textContent = info.title;
+  $("error-message").textContent = info.message;
+  $("error-detail").textContent = info.detail || "";
+  $("error").hidden = false;
+}
+
+// ---- models and the form ----------------------------------------------------------------------
+
+async function loadModels() {
+  if (!apiKey()) {
+    showKeyPanel(true);
+    return false;
+  }
+  try {
+    const body = await api("/v1/models");
+    state.models = new Map(body.data.filter((m) => m.easel).map((m) => [m.id, m]));
+  } catch (exc) {
+    showError(describe(exc));
+    if (exc instanceof ApiError && exc.status === 401) showKeyPanel(true);
+    return false;
+  }
+  const current = $("model").value;
+  const ids = [...state.models.keys()];
+  setOptions($("model"), ids, current || (ids.includes("dall-e-2") ? "dall-e-2" : ids[0]));
+  for (const option of $("model").options) {
+    const modelState = state.models.get(option.value).easel.state;
+    if (modelState && modelState !== "ready") option.textContent = `${option.value} (${modelState})`;
+  }
+  applyModel();
+  return true;
+}
+
+function currentCaps() {
+  const model = state.models.get($("model").value);
+  return model ? model.easel : null;
+}
+
+// Offer only what the chosen model accepts, keeping the user's choices where they still apply.
+function applyModel() {
+  const caps = currentCaps();
+  if (!caps) return;
+  setOptions($("size"), caps.sizes, $("size").value || caps.default_size);
+  if (!caps.sizes.includes($("size").value)) $("size").value = caps.default_size;
+  setOptions($("quality"), caps.qualities, $("quality").value);
+  if (!caps.qualities.includes($("quality").value)) $("quality").value = caps.default_quality;
+  $("style-field").hidden = caps.styles.length === 0;
+  setOptions($("style"), caps.styles, $("style").value);
+  if (caps.styles.length && !caps.styles.includes($("style").value)) $("style").value = caps.default_style;
+  setOptions($("response-format"), caps.response_formats, $("response-format").value || caps.response_formats[0]);
+  const n = $("n");
+  n.max = String(caps.max_n);
+  n.disabled = caps.max_n === 1;
+  if (Number(n.value) > caps.max_n || caps.max_n === 1) n.value = "1";
+  $("prompt").maxLength = caps.max_prompt_chars;
+  $("prompt-max").textContent = String(caps.max_prompt_chars);
+  updateCount();
+}
+
+function updateCount() {
+  $("prompt-count").textContent = String($("prompt").value.length);
+}
+
+function requestBody() {
+  const caps = currentCaps();
+  const body = {
+    model: $("model").value,
+    prompt: $("prompt").value,
+    size: $("size").value,
+    quality: $("quality").value,
+    response_format: $("response-format").value,
+  };
+  if (caps && caps.styles.length) body.style = $("style").value;
+  const n = $("n").value.trim();
+  if (n) body.n = /^-?\d+$/.test(n) ? Number(n) : n;
+  const seed = $("seed").value.trim();
+  // Sent as typed (a number when it is one): the server's checks and messages apply.
+  if (seed) body.seed = /^-?\d+$/.test(seed) ? Number(seed) : seed;
+  return body;
+}
+
+// ---- generating -------------------------------------------------------------------------------
+
+function setRunning(controller, body) {
+  state.running = controller;
+  const running = controller !== null;
+  document.body.classList.toggle("running", running);
+  $("generate").disabled = running;
+  $("generate-label").textContent = running ? "Generating…" : "Generate";
+  $("cancel").hidden = !running;
+  $("results").setAttribute("aria-busy", String(running));
+  if (running) {
+    const count = Math.max(1, Math.min(Number(body.n) || 1, 10));
+    const [w, h] = body.size.split("x").map(Number);
+    state.shown = [...$("results").children];
+    $("results").replaceChildren(...Array.from({ length: count }, () => {
+      const slot = el("div", { class: "card placeholder" });
+      slot.style.aspectRatio = `${w} / ${h}`;
+      return slot;
+    }));
+    $("results-empty").hidden = true;
+  }
+}
+
+let timer = null;
+
+function startClock(started, body) {
+  const label = `${body.model}, ${body.n || 1} × ${body.size}`;
+  const tick = () => {
+    $("status").textContent = `Generating ${label} … ${((performance.now() - started) / 1000).toFixed(1)} s`;
+  };
+  tick();
+  timer = setInterval(tick, 100);
+}
+
+function stopClock(text) {
+  clearInterval(timer);
+  $("status").textContent = text;
+}
+
+async function generate(event) {
+  event.preventDefault();
+  if (state.running) return;
+  showError(null);
+  if (!apiKey()) {
+    showKeyPanel(true);
+    showError({ title: "No API key", message: "Enter your API key first." });
+    return;
+  }
+  const body = requestBody();
+  const controller = new AbortController();
+  const started = performance.now();
+  setRunning(controller, body);
+  startClock(started, body);
+  try {
+    const result = await api("/v1/images/generations", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      signal: controller.signal,
+    });
+    const seconds = (performance.now() - started) / 1000;
+    stopClock(`Done in ${seconds.toFixed(1)} s.`);
+    const cards = showResults(result, body, seconds);
+    await remember(body, result, seconds, cards);
+    // A model that was still loading is ready now: refresh the labels that said so.
+    if ([...state.models.values()].some((m) => m.easel.state !== "ready")) loadModels();
+  } catch (exc) {
+    const info = describe(exc);
+    stopClock(info ? "" : "Cancelled.");
+    $("results").replaceChildren(...state.shown);
+    $("results-empty").hidden = state.shown.length > 0;
+    showError(info);
+  } finally {
+    setRunning(null, body);
+  }
+}
+
+function imageSource(item) {
+  return item.b64_json ? `data:image/png;base64,${item.b64_json}` : item.url;
+}
+
+function showResults(result, body, seconds) {
+  const cards = result.data.map((item, index) => {
+    const img = el("img", { src: imageSource(item), alt: body.prompt, loading: "eager" });
+    img.dataset.index = String(index);
+    const meta = el("div", { class: "meta" });
+    if (item.revised_prompt) {
+      meta.append(el("p", { class: "revised", text: item.revised_prompt, title: "Revised prompt" }));
+    }
+    const facts = el("div", { class: "facts" },
+      el("span", { class: "seed", text: `seed ${item.seed}` }),
+      el("span", { text: body.size }),
+      el("span", { class: "took", text: `${seconds.toFixed(1)} s` }));
+    const reuse = el("button", { type: "button", class: "secondary small", text: "Use seed" });
+    reuse.addEventListener("click", () => {
+      $("seed").value = String(item.seed);
+      $("n").value = "1";
+    });
+    const download = el("a", {
+      class: "button small",
+      href: imageSource(item),
+      download: `easel-${body.model}-${item.seed}.png`,
+      text: "Download",
+    });
+    meta.append(facts, el("div", { class: "card-actions" }, reuse, download));
+    return el("figure", { class: "card" }, img, meta);
+  });
+  $("results").replaceChildren(...cards);
+  $("results-empty").hidden = cards.length > 0;
+  return cards;
+}
+
+// ---- history ----------------------------------------------------------------------------------
+
+function loadHistory() {
+  try {
+    const entries = JSON.parse(localStorage.getItem(HISTORY_STORAGE) || "[]");
+    return Array.isArray(entries) ? entries : [];
+  } catch {
+    return [];
+  }
+}
+
+function saveHistory(entries) {
+  // Thumbnails make entries large: drop the oldest until the browser's storage accepts them.
+  for (let kept = entries.length; kept >= 0; kept -= 1) {
+    try {
+      localStorage.setItem(HISTORY_STORAGE, JSON.stringify(entries.slice(0, kept)));
+      return;
+    } catch {
+      continue;
+    }
+  }
+}
+
+async function thumbnail(img) {
+  try {
+    await img.decode();
+    const scale = THUMB_SIDE / Math.max(img.naturalWidth, img.naturalHeight);
+    const canvas = el("canvas");
+    canvas.width = Math.max(1, Math.round(img.naturalWidth * scale));
+    canvas.height = Math.max(1, Math.round(img.naturalHeight * scale));
+    canvas.getContext("2d").drawImage(img, 0, 0, canvas.width, canvas.height);
+    return canvas.toDataURL("image/jpeg", 0.75);
+  } catch {
+    return null; // an image from another origin cannot be read back; the entry keeps its text
+  }
+}
+
+async function remember(body, result, seconds, cards) {
+  const first = cards[0] ? await thumbnail(cards[0].querySelector("img")) : null;
+  const entry = {
+    at: Date.now(),
+    prompt: body.prompt,
+    model: body.model,
+    size: body.size,
+    quality: body.quality,
+    style: body.style || null,
+    n: result.data.length,
+    response_format: body.response_format,
+    seeds: result.data.map((item) => item.seed),
+    seconds: Math.round(seconds * 10) / 10,
+    thumbnail: first,
+  };
+  saveHistory([entry, ...loadHistory()].slice(0, HISTORY_LIMIT));
+  renderHistory();
+}
+
+function renderHistory() {
+  const entries = loadHistory();
+  const items = entries.map((entry) => {
+    const thumb = entry.thumbnail && entry.thumbnail.startsWith("data:image/")
+      ? el("img", { src: entry.thumbnail, alt: "" })
+      : el("div", { class: "thumb-empty", "aria-hidden": "true" });
+    const seeds = entry.seeds.length > 1
+      ? `seeds ${entry.seeds[0]}–${entry.seeds[entry.seeds.length - 1]}`
+      : `seed ${entry.seeds[0]}`;
+    const when = new Date(entry.at).toLocaleString();
+    const button = el("button", { type: "button", class: "history-item", title: "Load these settings" },
+      thumb,
+      el("span", { class: "history-text" },
+        el("span", { class: "history-prompt", text: entry.prompt }),
+        el("span", { class: "muted", text: `${entry.model} · ${entry.size} · ${seeds} · ${entry.seconds} s` }),
+        el("span", { class: "muted small", text: when })));
+    button.addEventListener("click", () => restore(entry));
+    return el("li", {}, button);
+  });
+  $("history").replaceChildren(...items);
+  $("clear-history").hidden = entries.length === 0;
+}
+
+function restore(entry) {
+  if (state.models.has(entry.model)) {
+    $("model").value = entry.model;
+    applyModel();
+  }
+  $("prompt").value = entry.prompt;
+  for (const [id, value] of [["size", entry.size], ["quality", entry.quality], ["style", entry.style],
+    ["response-format", entry.response_format]]) {
+    if (value && [...$(id).options].some((o) => o.value === value)) $(id).value = value;
+  }
+  $("n").value = String(entry.n);
+  $("seed").value = String(entry.seeds[0]);
+  updateCount();
+  $("prompt").focus();
+}
+
+// ---- start ------------------------------------------------------------------------------------
+
+function start() {
+  $("key-panel").addEventListener("submit", saveKey);
+  $("key-toggle").addEventListener("click", () => showKeyPanel($("key-panel").hidden));
+  $("generate-form").addEventListener("submit", generate);
+  $("cancel").addEventListener("click", () => state.running && state.running.abort());
+  $("model").addEventListener("change", applyModel);
+  $("prompt").addEventListener("input", updateCount);
+  $("prompt").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("generate-form").requestSubmit();
+  });
+  $("clear-seed").addEventListener("click", () => { $("seed").value = ""; });
+  $("clear-history").addEventListener("click", () => {
+    localStorage.removeItem(HISTORY_STORAGE);
+    renderHistory();
+  });
+  refreshKeyChip();
+  showKeyPanel(!apiKey());
+  renderHistory();
+  loadModels();
+}
+
+start();

@@ -1,0 +1,189 @@
+"""The web playground at `/`, driven in Debian's headless Chromium through Playwright."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from tests.server import RunningServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parents[1] / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# A prompt that would run script if the page ever inserted text as HTML.
+HOSTILE_PROMPT = '<img src=x onerror="document.body.dataset.pwned=1"> a red fox & <b>friends</b>'
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert CHROMIUM.exists(), "Debian's chromium is missing: run scripts/setup"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def open_page(browser: Browser, server: RunningServer, **context: object) -> tuple[Page, list[str]]:
+    page = browser.new_context(**context).new_page()  # type: ignore[arg-type]
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        # A refused status is logged by Chromium as a failed resource; everything else is a fault.
+        if message.type == "error" and "Failed to load resource" not in message.text:
+            problems.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.goto(server.base_url + "/")
+    return page, problems
+
+
+def option_values(page: Page, select_id: str) -> list[str]:
+    return page.locator(f"#{select_id} option").evaluate_all("(options) => options.map(o => o.value)")
+
+
+def natural_size(page: Page, selector: str) -> tuple[int, int]:
+    width, height = page.locator(selector).evaluate("(img) => [img.naturalWidth, img.naturalHeight]")
+    return int(width), int(height)
+
+
+def test_page_is_served_with_a_strict_content_security_policy(server: RunningServer) -> None:
+    response = httpx.get(server.base_url + "/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    for asset, kind in (("app.js", "javascript"), ("style.css", "text/css")):
+        asset_response = httpx.get(f"{server.base_url}/static/{asset}")
+        assert asset_response.status_code == 200 and kind in asset_response.headers["content-type"]
+
+
+def test_playground_generates_shows_errors_and_keeps_history(
+    browser: Browser, server: RunningServer, api_key: str
+) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page, problems = open_page(browser, server, viewport={"width": 1360, "height": 900})
+
+    # No key yet: the page asks for one, then reads the models with it.
+    expect(page.locator("#key-panel")).to_be_visible()
+    page.fill("#api-key", api_key)
+    page.click("#save-key")
+    expect(page.locator("#key-panel")).to_be_hidden()
+    expect(page.locator("#model option[value='dall-e-3']")).to_have_count(1)
+
+    # The controls offer only what the chosen model accepts, as the server describes it.
+    page.select_option("#model", "dall-e-3")
+    assert option_values(page, "size") == ["1024x1024", "1792x1024", "1024x1792"]
+    assert option_values(page, "quality") == ["standard", "hd"]
+    assert option_values(page, "style") == ["vivid", "natural"]
+    expect(page.locator("#style-field")).to_be_visible()
+    expect(page.locator("#n")).to_be_disabled()
+    page.select_option("#model", "dall-e-2")
+    assert option_values(page, "size") == ["256x256", "512x512", "1024x1024"]
+    assert option_values(page, "quality") == ["standard"]
+    expect(page.locator("#style-field")).to_be_hidden()
+    expect(page.locator("#n")).to_be_enabled()
+
+    # dall-e-3 at 1792x1024: the running state shows while the request is in flight.
+    page.select_option("#model", "dall-e-3")
+    page.select_option("#size", "1792x1024")
+    page.fill("#prompt", "a lighthouse at dawn")
+    page.click("#generate")
+    expect(page.locator("body")).to_have_class(re.compile(r"\brunning\b"))
+    expect(page.locator("#generate")).to_be_disabled()
+    expect(page.locator("#status")).to_contain_text("Generating dall-e-3")
+    page.screenshot(path=str(ARTIFACTS / "playground-running.png"))
+    expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
+    expect(page.locator("body")).not_to_have_class(re.compile(r"\brunning\b"))
+    page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")
+    assert natural_size(page, "#results img") == (1792, 1024)
+    expect(page.locator("#results .revised")).to_contain_text("a lighthouse at dawn")
+    expect(page.locator("#results .seed")).to_have_text(re.compile(r"^seed \d+$"))
+    expect(page.locator("#results .took")).to_have_text(re.compile(r"^\d+\.\d s$"))
+    download = page.locator("#results a", has_text="Download")
+    assert re.fullmatch(r"easel-dall-e-3-\d+\.png", download.get_attribute("download") or "")
+    assert "/files/images/" in (download.get_attribute("href") or "")
+
+    # dall-e-2, two images from seed 1234 as base64: image i carries seed 1234 + i.
+    page.select_option("#model", "dall-e-2")
+    page.select_option("#size", "256x256")
+    page.select_option("#response-format", "b64_json")
+    page.fill("#n", "2")
+    page.fill("#seed", "1234")
+    page.fill("#prompt", HOSTILE_PROMPT)
+    page.click("#generate")
+    expect(page.locator("#results figure.card img")).to_have_count(2, timeout=120_000)
+    expect(page.locator("#results .seed")).to_have_text(["seed 1234", "seed 1235"])
+    page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.naturalWidth > 0)")
+    assert natural_size(page, "#results img >> nth=1") == (256, 256)
+    assert (page.locator("#results a >> nth=0").get_attribute("href") or "").startswith("data:image/png;base64,")
+
+    # History: newest first, restorable, kept across a reload; text from users stays text.
+    expect(page.locator("#history li")).to_have_count(2)
+    expect(page.locator(".history-prompt").first).to_have_text(HOSTILE_PROMPT)
+    page.screenshot(path=str(ARTIFACTS / "playground-desktop.png"), full_page=True)
+    page.reload()
+    expect(page.locator("#history li")).to_have_count(2)
+    expect(page.locator("#key-panel")).to_be_hidden()
+    expect(page.locator("#model option[value='dall-e-2']")).to_have_count(1)
+    page.locator(".history-item").nth(1).click()
+    expect(page.locator("#prompt")).to_have_value("a lighthouse at dawn")
+    expect(page.locator("#model")).to_have_value("dall-e-3")
+    expect(page.locator("#size")).to_have_value("1792x1024")
+    assert page.locator("img[src='x']").count() == 0
+    assert page.evaluate("document.body.dataset.pwned") is None
+
+    # A value the server refuses: its envelope is shown, naming the parameter.
+    page.locator(".history-item").nth(0).click()
+    page.fill("#seed", "-1")
+    page.click("#generate")
+    expect(page.locator("#error")).to_be_visible()
+    expect(page.locator("#error-title")).to_have_text("Invalid seed")
+    expect(page.locator("#error-message")).to_have_text("-1 is less than the minimum of 0 - 'seed'")
+    expect(page.locator("#error-detail")).to_contain_text("HTTP 400")
+
+    # A wrong key: 401, said plainly, and the key form opens again.
+    page.click("#key-toggle")
+    page.fill("#api-key", "sk-thisIsNotARealKeyAtAll0123456789wxyz")
+    page.click("#save-key")
+    expect(page.locator("#error-title")).to_have_text("API key rejected")
+    expect(page.locator("#error-message")).to_contain_text("Incorrect API key provided: sk-th")
+    expect(page.locator("#key-panel")).to_be_visible()
+    page.fill("#seed", "")
+    page.click("#generate")
+    expect(page.locator("#error-title")).to_have_text("API key rejected")
+    page.screenshot(path=str(ARTIFACTS / "playground-error.png"), full_page=True)
+    assert problems == []
+
+
+def test_playground_works_on_a_phone(browser: Browser, server: RunningServer, api_key: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page, problems = open_page(
+        browser, server, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    page.fill("#api-key", api_key)
+    page.click("#save-key")
+    expect(page.locator("#model option[value='dall-e-2']")).to_have_count(1)
+    page.select_option("#size", "512x512")
+    page.fill("#prompt", "a paper boat on a pond")
+    page.click("#generate")
+    expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
+    page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")
+    assert natural_size(page, "#results img") == (512, 512)
+    # Nothing wider than the screen: the layout is one column.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(ARTIFACTS / "playground-phone.png"), full_page=True)
+    assert problems == []
