@@ -64,6 +64,11 @@ class PayloadTooLargeError(InvalidRequestError):
     status_code = 413
 
 
+class RateLimitError(EaselError):
+    status_code = 429
+    error_type = "requests"
+
+
 class ServerError(EaselError):
     status_code = 500
     error_type = "server_error"

@@ -46,6 +46,8 @@ class Settings:
         default_factory=lambda: os.environ.get("EASEL_DATABASE_URL") or None
     )
     url_secret: str | None = field(default_factory=lambda: os.environ.get("EASEL_URL_SECRET"))
+    # None: <data-dir>/images. `s3://bucket/prefix`: an S3-compatible bucket. Else a directory.
+    storage: str | None = field(default_factory=lambda: os.environ.get("EASEL_STORAGE") or None)
 
     @property
     def images_dir(self) -> Path:

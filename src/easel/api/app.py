@@ -15,27 +15,32 @@ from easel.api import files, models
 from easel.api.errors import install_error_handlers
 from easel.api.images import router as images
 from easel.api.middleware import RequestContextMiddleware
-from easel.api.state import AppServices
+from easel.api.state import AppServices, ImageEngine
 from easel.catalog import Catalog
 from easel.engine.worker import Engine
 from easel.settings import Settings
 from easel.storage.api_keys import KeyStore
 from easel.storage.database import Database
-from easel.storage.images import ImageStore
+from easel.storage.images import ImageStore, open_image_store
 
 log = logging.getLogger(__name__)
 
 
-def build_services(settings: Settings, catalog: Catalog) -> AppServices:
+def build_services(
+    settings: Settings, catalog: Catalog, engine: ImageEngine | None = None
+) -> AppServices:
+    """The app's parts. `engine` defaults to an in-process engine; the Ray Serve ingress passes a
+    proxy to its model deployments instead: the only difference between the two ways to run."""
     settings.validate()
+    images = open_image_store(settings)
     database = Database(settings.resolved_database_url)
     return AppServices(
         settings=settings,
         catalog=catalog,
-        engine=Engine(catalog),
+        engine=engine if engine is not None else Engine(catalog),
         database=database,
         keys=KeyStore(database),
-        images=ImageStore(settings.images_dir, settings.signing_secret(), settings.url_ttl_seconds),
+        images=images,
     )
 
 
@@ -45,13 +50,15 @@ async def _sweep_forever(store: ImageStore, interval: float) -> None:
             removed = await asyncio.to_thread(store.sweep)
             if removed:
                 log.info("deleted %d expired images", removed)
-        except OSError:
+        except Exception:  # a disk or object-store hiccup must not stop later sweeps
             log.exception("image sweep failed")
         await asyncio.sleep(interval)
 
 
-def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
-    services = build_services(settings, catalog)
+def create_app(
+    settings: Settings, catalog: Catalog, *, engine: ImageEngine | None = None
+) -> FastAPI:
+    services = build_services(settings, catalog, engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -64,6 +71,7 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
         finally:
             sweeper.cancel()
             services.engine.shutdown()
+            services.images.close()
             services.database.close()
 
     app = FastAPI(

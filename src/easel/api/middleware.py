@@ -8,7 +8,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from easel.api.context import request_id_var
+from easel.api.context import request_id_var, response_headers_var
 from easel.api.errors import unexpected_error_response
 
 log = logging.getLogger("easel.access")
@@ -27,6 +27,8 @@ class RequestContextMiddleware:
             return
         request_id = "req_" + secrets.token_hex(16)
         token = request_id_var.set(request_id)
+        extra_headers: dict[str, str] = {}
+        headers_token = response_headers_var.set(extra_headers)
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -40,6 +42,7 @@ class RequestContextMiddleware:
                 headers.append((b"x-request-id", request_id.encode()))
                 elapsed_ms = int((time.perf_counter() - started) * 1000)
                 headers.append((b"openai-processing-ms", str(elapsed_ms).encode()))
+                headers += [(k.encode(), v.encode()) for k, v in extra_headers.items()]
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -58,3 +61,4 @@ class RequestContextMiddleware:
                 (time.perf_counter() - started) * 1000,
             )
             request_id_var.reset(token)
+            response_headers_var.reset(headers_token)

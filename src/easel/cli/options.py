@@ -1,11 +1,13 @@
-"""Options shared by several commands."""
+"""Options shared by several commands, and the settings they make."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+
+from easel.settings import Settings
 
 DataDirOption = Annotated[
     Optional[Path],
@@ -16,3 +18,41 @@ DataDirOption = Annotated[
         show_default=False,
     ),
 ]
+ConfigOption = Annotated[
+    Optional[Path], typer.Option("--config", help="YAML file adding or changing catalog models.")
+]
+ModelOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--model",
+        help="NAME=HUB_ID_OR_DIR: serve NAME from this pipeline (keeps NAME's rules when NAME "
+        "is in the catalog). Repeatable.",
+    ),
+]
+StorageOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--storage",
+        help="Where images are kept: s3://BUCKET/PREFIX (an S3-compatible store; endpoint and "
+        "credentials from the usual AWS settings such as AWS_ENDPOINT_URL) or a directory "
+        "(env EASEL_STORAGE; default: DATA_DIR/images).",
+    ),
+]
+PublicBaseUrlOption = Annotated[
+    Optional[str],
+    typer.Option(help="Absolute URL clients reach the server by (env EASEL_PUBLIC_BASE_URL)."),
+]
+UrlTtlOption = Annotated[
+    Optional[int],
+    typer.Option("--url-ttl", help="Seconds an image URL stays valid (env EASEL_URL_TTL_SECONDS)."),
+]
+LogLevelOption = Annotated[str, typer.Option(help="debug, info, warning or error.")]
+
+
+def settings_with(**overrides: Any) -> Settings:
+    """Settings from the environment, then every flag that was given."""
+    settings = Settings()
+    for name, value in overrides.items():
+        if value is not None:
+            setattr(settings, name, value)
+    return settings

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -13,8 +12,16 @@ from rich.console import Console
 from easel.api.app import create_app
 from easel.api.context import RequestIdLogFilter
 from easel.catalog.catalog import Catalog, CatalogConfigError
-from easel.cli.options import DataDirOption
-from easel.settings import Settings
+from easel.cli.options import (
+    ConfigOption,
+    DataDirOption,
+    LogLevelOption,
+    ModelOption,
+    PublicBaseUrlOption,
+    StorageOption,
+    UrlTtlOption,
+    settings_with,
+)
 
 err = Console(stderr=True)
 
@@ -23,40 +30,23 @@ def serve(
     host: Annotated[Optional[str], typer.Option(help="Address to listen on (env EASEL_HOST).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port (env EASEL_PORT).")] = None,
     data_dir: DataDirOption = None,
-    config: Annotated[
-        Optional[Path], typer.Option("--config", help="YAML file adding or changing catalog models.")
-    ] = None,
-    model: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--model",
-            help="NAME=HUB_ID_OR_DIR: serve NAME from this pipeline (keeps NAME's rules when NAME "
-            "is in the catalog). Repeatable.",
-        ),
-    ] = None,
-    public_base_url: Annotated[
-        Optional[str],
-        typer.Option(help="Absolute URL clients reach the server by (env EASEL_PUBLIC_BASE_URL)."),
-    ] = None,
-    url_ttl: Annotated[
-        Optional[int],
-        typer.Option("--url-ttl", help="Seconds an image URL stays valid (env EASEL_URL_TTL_SECONDS)."),
-    ] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    config: ConfigOption = None,
+    model: ModelOption = None,
+    storage: StorageOption = None,
+    public_base_url: PublicBaseUrlOption = None,
+    url_ttl: UrlTtlOption = None,
+    log_level: LogLevelOption = "info",
 ) -> None:
     """Serve the OpenAI-compatible API."""
-    _configure_logging(log_level)
-    settings = Settings()
-    overrides = {
-        "data_dir": data_dir,
-        "host": host,
-        "port": port,
-        "public_base_url": public_base_url,
-        "url_ttl_seconds": url_ttl,
-    }
-    for name, value in overrides.items():
-        if value is not None:
-            setattr(settings, name, value)
+    configure_logging(log_level)
+    settings = settings_with(
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        storage=storage,
+        public_base_url=public_base_url,
+        url_ttl_seconds=url_ttl,
+    )
     try:
         catalog = Catalog.build(config, model or ())
         app = create_app(settings, catalog)
@@ -72,7 +62,7 @@ def serve(
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 
-def _configure_logging(level: str) -> None:
+def configure_logging(level: str) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdLogFilter())
     handler.setFormatter(

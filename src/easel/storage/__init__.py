@@ -1,1 +1,1 @@
-"""Storage: generated images on disk behind signed URLs, and the database of API keys."""
+"""Storage: generated images (local disk or S3-compatible) and the database of API keys."""

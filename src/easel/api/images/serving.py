@@ -74,6 +74,4 @@ async def _deliver(
     if response_format == "b64_json":
         return ImageData(b64_json=base64.b64encode(png).decode("ascii"), revised_prompt=revised_prompt)
     image_id = await asyncio.to_thread(services.images.save, png)
-    return ImageData(
-        url=base_url + services.images.signed_path(image_id), revised_prompt=revised_prompt
-    )
+    return ImageData(url=services.images.url(image_id, base_url), revised_prompt=revised_prompt)

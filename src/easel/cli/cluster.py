@@ -1,0 +1,205 @@
+"""`easel cluster serve` and `easel cluster config`: Easel on a Ray cluster through Ray Serve."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from easel.catalog.catalog import Catalog, CatalogConfigError
+from easel.cli.options import (
+    ConfigOption,
+    DataDirOption,
+    LogLevelOption,
+    ModelOption,
+    PublicBaseUrlOption,
+    StorageOption,
+    UrlTtlOption,
+    settings_with,
+)
+from easel.cli.serve import configure_logging
+from easel.cluster.args import ClusterArgs, IngressOptions
+from easel.cluster.config_file import APP_NAME, render, serve_config
+
+err = Console(stderr=True)
+cluster_app = typer.Typer(
+    help="Run Easel on a Ray cluster with Ray Serve (needs the `cluster` extra).",
+    no_args_is_help=True,
+)
+
+# Settings the replicas read from their environment; `cluster serve` passes the caller's along.
+FORWARDED_ENV_PREFIXES = ("EASEL_", "AWS_")
+
+HostOption = Annotated[
+    Optional[str], typer.Option(help="Address Ray Serve's HTTP proxies listen on (env EASEL_HOST).")
+]
+PortOption = Annotated[Optional[int], typer.Option(help="Ray Serve's HTTP port (env EASEL_PORT).")]
+GpusOption = Annotated[
+    Optional[float],
+    typer.Option(help="GPUs per model replica, for every model (default: the catalog's, else 1 "
+    "when the cluster has GPUs)."),
+]
+CpusOption = Annotated[Optional[float], typer.Option(help="CPUs per model replica, every model.")]
+MinReplicasOption = Annotated[Optional[int], typer.Option(help="Fewest replicas per model.")]
+MaxReplicasOption = Annotated[Optional[int], typer.Option(help="Most replicas per model.")]
+TargetOption = Annotated[
+    Optional[float],
+    typer.Option(help="Autoscaling target: ongoing requests per replica before Ray adds one."),
+]
+MaxOngoingOption = Annotated[
+    Optional[int], typer.Option(help="Requests a model replica takes at once.")
+]
+MaxQueuedOption = Annotated[
+    Optional[int],
+    typer.Option(help="Requests waiting for a busy model per ingress replica; beyond: 429."),
+]
+IngressReplicasOption = Annotated[int, typer.Option(help="Replicas of the HTTP ingress.")]
+IngressCpusOption = Annotated[float, typer.Option(help="CPUs per ingress replica.")]
+
+
+DEPLOYMENT_FIELDS = (
+    "gpus_per_replica",
+    "cpus_per_replica",
+    "min_replicas",
+    "max_replicas",
+    "target_ongoing_requests",
+    "max_ongoing_requests",
+    "max_queued_requests",
+)
+
+
+def _cluster_args(command: str, options: dict[str, Any]) -> ClusterArgs:
+    """The application's args from a command's options (both commands take the same ones)."""
+    try:
+        settings = settings_with(
+            data_dir=options["data_dir"],
+            storage=options["storage"],
+            public_base_url=options["public_base_url"],
+            url_ttl_seconds=options["url_ttl"],
+        )
+        settings.validate()
+        overrides = {name: options[name] for name in DEPLOYMENT_FIELDS if options[name] is not None}
+        ingress = IngressOptions(
+            replicas=options["ingress_replicas"], cpus_per_replica=options["ingress_cpus"]
+        )
+        catalog = Catalog.build(options["config"], options["model"] or ())
+        return ClusterArgs.build(catalog, settings, overrides, ingress)
+    except (CatalogConfigError, ValueError) as exc:
+        raise _fail(command, exc) from exc
+
+
+def _fail(command: str, exc: Exception) -> typer.Exit:
+    err.print(f"[red]easel cluster {command}: {exc}[/red]")
+    return typer.Exit(2)
+
+
+@cluster_app.command("serve")
+def serve(
+    address: Annotated[
+        Optional[str],
+        typer.Option(help="Ray cluster to deploy to, e.g. ray://head:10001 or head:6379 (env "
+        "RAY_ADDRESS; default: start a local Ray instance)."),
+    ] = None,
+    host: HostOption = None,
+    port: PortOption = None,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+    model: ModelOption = None,
+    storage: StorageOption = None,
+    public_base_url: PublicBaseUrlOption = None,
+    url_ttl: UrlTtlOption = None,
+    gpus_per_replica: GpusOption = None,
+    cpus_per_replica: CpusOption = None,
+    min_replicas: MinReplicasOption = None,
+    max_replicas: MaxReplicasOption = None,
+    target_ongoing_requests: TargetOption = None,
+    max_ongoing_requests: MaxOngoingOption = None,
+    max_queued_requests: MaxQueuedOption = None,
+    ingress_replicas: IngressReplicasOption = 1,
+    ingress_cpus: IngressCpusOption = 0.5,
+    detach: Annotated[
+        bool,
+        typer.Option(help="Return once deployed; the application keeps running on the cluster "
+        "(only with --address)."),
+    ] = False,
+    log_level: LogLevelOption = "info",
+) -> None:
+    """Deploy the API and one model deployment per catalog model to Ray Serve."""
+    args = _cluster_args("serve", locals())
+    configure_logging(log_level)
+    settings = settings_with(host=host, port=port)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if detach and address is None:
+        raise _fail("serve", ValueError("--detach needs --address: a local Ray instance ends with "
+                                        "this command"))
+    if address is not None and not (args.server.storage or "").startswith("s3://"):
+        err.print("[yellow]Images go to a local directory: with replicas on several nodes use "
+                  "--storage s3://BUCKET/PREFIX so every node can serve them.[/yellow]")
+    _deploy(args, address, settings.host, settings.port)
+    err.print(f"Easel is on Ray Serve at http://{settings.host}:{settings.port}/v1 "
+              f"(models: {', '.join(args.models)}).")
+    if not detach:
+        _wait_for_interrupt()
+
+
+def _deploy(args: ClusterArgs, address: str | None, host: str, port: int) -> None:
+    # Imported here so `easel serve` and `easel cluster config` work without Ray installed.
+    import ray
+    from ray import serve as ray_serve
+
+    from easel.cluster.app import build_app
+
+    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
+    ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
+    ray_serve.start(http_options={"host": host, "port": port})
+    ray_serve.run(build_app(args.model_dump(mode="json")), name=APP_NAME, route_prefix="/")
+
+
+def _wait_for_interrupt() -> None:
+    from ray import serve as ray_serve
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    err.print("Shutting Easel's Ray Serve application down.")
+    ray_serve.delete(APP_NAME)
+
+
+@cluster_app.command("config")
+def config_command(
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    host: HostOption = None,
+    port: PortOption = None,
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+    model: ModelOption = None,
+    storage: StorageOption = None,
+    public_base_url: PublicBaseUrlOption = None,
+    url_ttl: UrlTtlOption = None,
+    gpus_per_replica: GpusOption = None,
+    cpus_per_replica: CpusOption = None,
+    min_replicas: MinReplicasOption = None,
+    max_replicas: MaxReplicasOption = None,
+    target_ongoing_requests: TargetOption = None,
+    max_ongoing_requests: MaxOngoingOption = None,
+    max_queued_requests: MaxQueuedOption = None,
+    ingress_replicas: IngressReplicasOption = 1,
+    ingress_cpus: IngressCpusOption = 0.5,
+) -> None:
+    """Write the Ray Serve config file (`serve deploy`, KubeRay) equivalent to `cluster serve`."""
+    args = _cluster_args("config", locals())
+    settings = settings_with(host=host, port=port)
+    text = render(serve_config(args, settings.host, settings.port))
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"Wrote {output}; deploy it with: serve deploy {output}")
