@@ -9,6 +9,7 @@ import openai
 import pytest
 
 from easel.devtools.tiny_pipelines import build_tiny_sd, build_tiny_sdxl
+from tests.s3 import S3Server, start_s3
 from tests.server import RunningServer, create_key, start_server
 
 
@@ -44,3 +45,11 @@ def api_key(server: RunningServer) -> str:
 def client(server: RunningServer, api_key: str) -> openai.OpenAI:
     # No retries: every answer the tests see is the server's first.
     return openai.OpenAI(api_key=api_key, base_url=server.base_url + "/v1", max_retries=0, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """An S3-compatible server on a free loopback port, with the bucket `easel-images`."""
+    running = start_s3()
+    yield running
+    running.server.stop()

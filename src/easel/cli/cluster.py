@@ -140,7 +140,11 @@ def serve(
     if address is not None and not (args.server.storage or "").startswith("s3://"):
         err.print("[yellow]Images go to a local directory: with replicas on several nodes use "
                   "--storage s3://BUCKET/PREFIX so every node can serve them.[/yellow]")
-    _deploy(args, address, settings.host, settings.port)
+    try:
+        _deploy(args, address, settings.host, settings.port)
+    except ImportError as exc:
+        message = f"needs Ray Serve: pip install 'easel[cluster]' ({exc})"
+        raise _fail("serve", ValueError(message)) from exc
     err.print(f"Easel is on Ray Serve at http://{settings.host}:{settings.port}/v1 "
               f"(models: {', '.join(args.models)}).")
     if not detach:

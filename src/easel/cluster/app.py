@@ -13,7 +13,6 @@ from easel.cluster.args import ClusterArgs
 from easel.cluster.ingress import EaselIngress
 from easel.cluster.model import model_deployment
 
-IMPORT_PATH = "easel.cluster.app:build_app"
 INGRESS_NAME = "ingress"
 
 log = logging.getLogger(__name__)

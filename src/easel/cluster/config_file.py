@@ -6,10 +6,11 @@ from typing import Any
 
 import yaml
 
-from easel.cluster.app import IMPORT_PATH
 from easel.cluster.args import ClusterArgs
 
 APP_NAME = "easel"
+# The builder Ray imports on the cluster (easel.cluster.app needs Ray; this module does not).
+IMPORT_PATH = "easel.cluster.app:build_app"
 
 HEADER = """\
 # Ray Serve config for Easel, written by `easel cluster config`.

@@ -49,7 +49,10 @@ def open_image_store(settings: Settings) -> ImageStore:
     """
     storage = settings.storage
     if storage and storage.startswith("s3://"):
-        from easel.storage.s3_images import S3ImageStore  # boto3 is needed only for S3
+        try:
+            from easel.storage.s3_images import S3ImageStore  # boto3 is needed only for S3
+        except ImportError as exc:
+            raise ValueError(f"S3 storage needs boto3: pip install 'easel[s3]' ({exc})") from exc
 
         return S3ImageStore.connect(storage, settings.url_ttl_seconds)
     from easel.storage.local_images import LocalImageStore
