@@ -137,9 +137,8 @@ def serve(
     if detach and address is None:
         raise _fail("serve", ValueError("--detach needs --address: a local Ray instance ends with "
                                         "this command"))
-    if address is not None and not (args.server.storage or "").startswith("s3://"):
-        err.print("[yellow]Images go to a local directory: with replicas on several nodes use "
-                  "--storage s3://BUCKET/PREFIX so every node can serve them.[/yellow]")
+    if address is not None:
+        _warn_about_local_state(args)
     try:
         _deploy(args, address, settings.host, settings.port)
     except ImportError as exc:
@@ -149,6 +148,16 @@ def serve(
               f"(models: {', '.join(args.models)}).")
     if not detach:
         _wait_for_interrupt()
+
+
+def _warn_about_local_state(args: ClusterArgs) -> None:
+    # Fine on a one-node cluster; on several nodes each ingress replica would see its own disk.
+    if not (args.server.storage or "").startswith("s3://"):
+        err.print("[yellow]Images go to a local directory: on several nodes use --storage "
+                  "s3://BUCKET/PREFIX so that every ingress replica can serve them.[/yellow]")
+    if not os.environ.get("EASEL_DATABASE_URL", "").startswith("postgresql"):
+        err.print("[yellow]Keys live in SQLite on local disk: on several nodes set "
+                  "EASEL_DATABASE_URL to a PostgreSQL database.[/yellow]")
 
 
 def _deploy(args: ClusterArgs, address: str | None, host: str, port: int) -> None:
