@@ -3,27 +3,23 @@ surviving the trip across process boundaries."""
 
 from __future__ import annotations
 
-import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import Result
+from typer.testing import CliRunner
 
+from easel.cli import app
 from easel.cluster.app import build_app
 from easel.cluster.config_file import IMPORT_PATH
 from easel.errors import EaselError, RateLimitError, ServiceUnavailableError
 
 
-def cluster_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "easel", "cluster", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def cluster_cli(*args: str, env: dict[str, str] | None = None) -> Result:
+    # In process: the same typer app as the `easel` command, without re-importing torch each time.
+    return CliRunner().invoke(app, ["cluster", *args], env=env)
 
 
 def test_config_file_deploys_the_catalog_with_per_model_scaling(tmp_path: Path) -> None:
@@ -44,7 +40,7 @@ def test_config_file_deploys_the_catalog_with_per_model_scaling(tmp_path: Path) 
         "--storage", "s3://images/easel", "--url-ttl", "900", "--host", "0.0.0.0", "--port", "8000",
         "--max-queued-requests", "64", "--ingress-replicas", "2", "--data-dir", str(tmp_path),
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     config = yaml.safe_load(output.read_text())
     assert config["http_options"] == {"host": "0.0.0.0", "port": 8000}
     (application,) = config["applications"]
@@ -76,18 +72,13 @@ def test_config_file_deploys_the_catalog_with_per_model_scaling(tmp_path: Path) 
 
 
 def test_config_file_keeps_secrets_out(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "easel", "cluster", "config", "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            **os.environ,
-            "EASEL_URL_SECRET": "s" * 40,
-            "EASEL_DATABASE_URL": "postgresql://u:hunter2@db/easel",
-        },
+    result = cluster_cli(
+        "config",
+        "--data-dir",
+        str(tmp_path),
+        env={"EASEL_URL_SECRET": "s" * 40, "EASEL_DATABASE_URL": "postgresql://u:hunter2@db/easel"},
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     assert "hunter2" not in result.stdout and "s" * 40 not in result.stdout
     assert "EASEL_DATABASE_URL" in result.stdout  # the header says where secrets go
 
@@ -102,13 +93,13 @@ def test_config_file_keeps_secrets_out(tmp_path: Path) -> None:
 )
 def test_bad_cluster_options_are_refused(tmp_path: Path, flags: list[str], message: str) -> None:
     result = cluster_cli("config", "--data-dir", str(tmp_path), *flags)
-    assert result.returncode == 2
+    assert result.exit_code == 2
     assert message in result.stderr
 
 
 def test_detach_needs_a_cluster_address(tmp_path: Path) -> None:
     result = cluster_cli("serve", "--detach", "--data-dir", str(tmp_path))
-    assert result.returncode == 2
+    assert result.exit_code == 2
     assert "--detach needs --address" in " ".join(result.stderr.split())
 
 

@@ -25,6 +25,7 @@ from easel.cli.options import (
 from easel.cli.serve import configure_logging
 from easel.cluster.args import ClusterArgs, IngressOptions
 from easel.cluster.config_file import APP_NAME, render, serve_config
+from easel.storage.images import open_image_store
 
 err = Console(stderr=True)
 cluster_app = typer.Typer(
@@ -131,19 +132,26 @@ def serve(
 ) -> None:
     """Deploy the API and one model deployment per catalog model to Ray Serve."""
     args = _cluster_args("serve", locals())
-    configure_logging(log_level)
     settings = settings_with(host=host, port=port)
+    if (args.server.storage or "").startswith("s3://"):
+        try:  # fail here with the reason, not later inside every ingress replica
+            open_image_store(args.server.settings()).close()
+        except ValueError as exc:
+            raise _fail("serve", exc) from exc
     address = address or os.environ.get("RAY_ADDRESS") or None
     if detach and address is None:
         raise _fail("serve", ValueError("--detach needs --address: a local Ray instance ends with "
                                         "this command"))
     if address is not None:
         _warn_about_local_state(args)
+    configure_logging(log_level)
     try:
         _deploy(args, address, settings.host, settings.port)
     except ImportError as exc:
         message = f"needs Ray Serve: pip install 'easel[cluster]' ({exc})"
         raise _fail("serve", ValueError(message)) from exc
+    except RuntimeError as exc:  # Ray could not start the application; its log says why
+        raise _fail("serve", exc) from exc
     err.print(f"Easel is on Ray Serve at http://{settings.host}:{settings.port}/v1 "
               f"(models: {', '.join(args.models)}).")
     if not detach:
