@@ -141,6 +141,8 @@ def test_requests_are_served_by_both_replicas(cluster: Cluster) -> None:
             model="dall-e-2", prompt=f"spread {i}", size="256x256", response_format="b64_json"
         )
         assert decode_b64(raw.parse().data[0].b64_json or "").size == (256, 256)
+        # One request id, as from one machine (Ray's proxy and Easel agree on it).
+        assert len(raw.headers.get_list("x-request-id")) == 1
         return _replica(raw)
 
     with ThreadPoolExecutor(8) as pool:

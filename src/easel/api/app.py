@@ -56,7 +56,11 @@ async def _sweep_forever(store: ImageStore, interval: float) -> None:
 
 
 def create_app(
-    settings: Settings, catalog: Catalog, *, engine: ImageEngine | None = None
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    engine: ImageEngine | None = None,
+    proxy_sets_request_id: bool = False,
 ) -> FastAPI:
     services = build_services(settings, catalog, engine)
 
@@ -84,7 +88,7 @@ def create_app(
     app.state.services = services
     app.state.started_at = int(time.time())
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, proxy_sets_request_id=proxy_sets_request_id)
     app.include_router(images.router)
     app.include_router(models.router)
     app.include_router(files.router)

@@ -25,4 +25,6 @@ class EaselIngress:
             self._args.server.settings(),
             self._args.catalog(),
             engine=DeploymentEngine(self._models),
+            # Ray Serve's proxy gives every request an x-request-id and sends it back.
+            proxy_sets_request_id=True,
         )
