@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import signal
 import threading
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer
@@ -63,51 +66,7 @@ IngressReplicasOption = Annotated[int, typer.Option(help="Replicas of the HTTP i
 IngressCpusOption = Annotated[float, typer.Option(help="CPUs per ingress replica.")]
 
 
-DEPLOYMENT_FIELDS = (
-    "gpus_per_replica",
-    "cpus_per_replica",
-    "min_replicas",
-    "max_replicas",
-    "target_ongoing_requests",
-    "max_ongoing_requests",
-    "max_queued_requests",
-)
-
-
-def _cluster_args(command: str, options: dict[str, Any]) -> ClusterArgs:
-    """The application's args from a command's options (both commands take the same ones)."""
-    try:
-        settings = settings_with(
-            data_dir=options["data_dir"],
-            storage=options["storage"],
-            public_base_url=options["public_base_url"],
-            url_ttl_seconds=options["url_ttl"],
-        )
-        settings.validate()
-        overrides = {name: options[name] for name in DEPLOYMENT_FIELDS if options[name] is not None}
-        ingress = IngressOptions(
-            replicas=options["ingress_replicas"], cpus_per_replica=options["ingress_cpus"]
-        )
-        catalog = Catalog.build(options["config"], options["model"] or ())
-        return ClusterArgs.build(catalog, settings, overrides, ingress)
-    except (CatalogConfigError, ValueError) as exc:
-        raise _fail(command, exc) from exc
-
-
-def _fail(command: str, exc: Exception) -> typer.Exit:
-    err.print(f"[red]easel cluster {command}: {exc}[/red]")
-    return typer.Exit(2)
-
-
-@cluster_app.command("serve")
-def serve(
-    address: Annotated[
-        Optional[str],
-        typer.Option(help="Ray cluster to deploy to, e.g. ray://head:10001 or head:6379 (env "
-        "RAY_ADDRESS; default: start a local Ray instance)."),
-    ] = None,
-    host: HostOption = None,
-    port: PortOption = None,
+def _application_args(
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
     model: ModelOption = None,
@@ -123,6 +82,66 @@ def serve(
     max_queued_requests: MaxQueuedOption = None,
     ingress_replicas: IngressReplicasOption = 1,
     ingress_cpus: IngressCpusOption = 0.5,
+) -> ClusterArgs:
+    """The application's args from the options `cluster serve` and `cluster config` share."""
+    settings = settings_with(
+        data_dir=data_dir, storage=storage, public_base_url=public_base_url, url_ttl_seconds=url_ttl
+    )
+    settings.validate()
+    deployment = {
+        "gpus_per_replica": gpus_per_replica,
+        "cpus_per_replica": cpus_per_replica,
+        "min_replicas": min_replicas,
+        "max_replicas": max_replicas,
+        "target_ongoing_requests": target_ongoing_requests,
+        "max_ongoing_requests": max_ongoing_requests,
+        "max_queued_requests": max_queued_requests,
+    }
+    overrides = {name: value for name, value in deployment.items() if value is not None}
+    ingress = IngressOptions(replicas=ingress_replicas, cpus_per_replica=ingress_cpus)
+    return ClusterArgs.build(Catalog.build(config, model or ()), settings, overrides, ingress)
+
+
+def with_application_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give `command` the options of `_application_args` too; it receives their result as `args`.
+
+    Typer reads a command's options from its signature, so the wrapper shows both sets.
+    """
+    # eval_str: this module's annotations are strings, and Typer takes a __signature__ as it is.
+    shared = inspect.signature(_application_args, eval_str=True).parameters
+    own = [
+        p for name, p in inspect.signature(command, eval_str=True).parameters.items()
+        if name != "args"
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**options: Any) -> None:
+        try:
+            args = _application_args(**{name: options.pop(name) for name in shared})
+        except (CatalogConfigError, ValueError) as exc:
+            raise _fail(command.__name__, exc) from exc
+        command(args=args, **options)
+
+    wrapper.__signature__ = inspect.Signature([*own, *shared.values()])  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _fail(command: str, exc: Exception) -> typer.Exit:
+    err.print(f"[red]easel cluster {command}: {exc}[/red]")
+    return typer.Exit(2)
+
+
+@cluster_app.command("serve")
+@with_application_options
+def serve(
+    args: ClusterArgs,
+    address: Annotated[
+        Optional[str],
+        typer.Option(help="Ray cluster to deploy to, e.g. ray://head:10001 or head:6379 (env "
+        "RAY_ADDRESS; default: start a local Ray instance)."),
+    ] = None,
+    host: HostOption = None,
+    port: PortOption = None,
     detach: Annotated[
         bool,
         typer.Option(help="Return once deployed; the application keeps running on the cluster "
@@ -131,7 +150,6 @@ def serve(
     log_level: LogLevelOption = "info",
 ) -> None:
     """Deploy the API and one model deployment per catalog model to Ray Serve."""
-    args = _cluster_args("serve", locals())
     settings = settings_with(host=host, port=port)
     if (args.server.storage or "").startswith("s3://"):
         try:  # fail here with the reason, not later inside every ingress replica
@@ -193,30 +211,16 @@ def _wait_for_interrupt() -> None:
 
 
 @cluster_app.command("config")
-def config_command(
+@with_application_options
+def config(
+    args: ClusterArgs,
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="File to write (default: stdout).")
     ] = None,
     host: HostOption = None,
     port: PortOption = None,
-    data_dir: DataDirOption = None,
-    config: ConfigOption = None,
-    model: ModelOption = None,
-    storage: StorageOption = None,
-    public_base_url: PublicBaseUrlOption = None,
-    url_ttl: UrlTtlOption = None,
-    gpus_per_replica: GpusOption = None,
-    cpus_per_replica: CpusOption = None,
-    min_replicas: MinReplicasOption = None,
-    max_replicas: MaxReplicasOption = None,
-    target_ongoing_requests: TargetOption = None,
-    max_ongoing_requests: MaxOngoingOption = None,
-    max_queued_requests: MaxQueuedOption = None,
-    ingress_replicas: IngressReplicasOption = 1,
-    ingress_cpus: IngressCpusOption = 0.5,
 ) -> None:
     """Write the Ray Serve config file (`serve deploy`, KubeRay) equivalent to `cluster serve`."""
-    args = _cluster_args("config", locals())
     settings = settings_with(host=host, port=port)
     text = render(serve_config(args, settings.host, settings.port))
     if output is None:

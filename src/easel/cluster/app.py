@@ -29,10 +29,10 @@ def build_app(args: dict[str, Any]) -> Application:
     has_gpus = ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
     models = {spec.name: model_deployment(spec, has_gpus).bind(spec) for spec in catalog}
     log.info("Easel application: models %s, GPUs in the cluster: %s", ", ".join(models), has_gpus)
-    ingress = serve.deployment(EaselIngress).options(
+    ingress = serve.deployment(
         name=INGRESS_NAME,
         num_replicas=cluster.ingress.replicas,
         max_ongoing_requests=cluster.ingress.max_ongoing_requests,
         ray_actor_options={"num_cpus": cluster.ingress.cpus_per_replica},
-    )
+    )(EaselIngress)
     return ingress.bind(cluster, models)

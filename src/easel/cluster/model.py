@@ -50,7 +50,7 @@ def model_deployment(spec: ModelSpec, cluster_has_gpus: bool) -> serve.Deploymen
     gpus = plan.gpus_per_replica
     if gpus is None:
         gpus = 1.0 if cluster_has_gpus else 0.0
-    return serve.deployment(ModelReplica).options(
+    return serve.deployment(
         name=deployment_name(spec.name),
         ray_actor_options={"num_cpus": plan.cpus_per_replica, "num_gpus": gpus},
         autoscaling_config={
@@ -61,4 +61,4 @@ def model_deployment(spec: ModelSpec, cluster_has_gpus: bool) -> serve.Deploymen
         },
         max_ongoing_requests=plan.max_ongoing_requests,
         max_queued_requests=plan.max_queued_requests,
-    )
+    )(ModelReplica)
