@@ -26,7 +26,7 @@ from easel.cli.options import (
     settings_with,
 )
 from easel.cli.serve import configure_logging
-from easel.cluster.args import ClusterArgs, IngressOptions
+from easel.cluster.args import ClusterArgs, IngressOptions, ServerOptions
 from easel.cluster.config_file import APP_NAME, render, serve_config
 from easel.storage.images import open_image_store
 
@@ -84,10 +84,12 @@ def _application_args(
     ingress_cpus: IngressCpusOption = 0.5,
 ) -> ClusterArgs:
     """The application's args from the options `cluster serve` and `cluster config` share."""
-    settings = settings_with(
-        data_dir=data_dir, storage=storage, public_base_url=public_base_url, url_ttl_seconds=url_ttl
+    server = ServerOptions(
+        data_dir=str(data_dir) if data_dir else None,
+        storage=storage,
+        public_base_url=public_base_url,
+        url_ttl_seconds=url_ttl,
     )
-    settings.validate()
     deployment = {
         "gpus_per_replica": gpus_per_replica,
         "cpus_per_replica": cpus_per_replica,
@@ -99,7 +101,7 @@ def _application_args(
     }
     overrides = {name: value for name, value in deployment.items() if value is not None}
     ingress = IngressOptions(replicas=ingress_replicas, cpus_per_replica=ingress_cpus)
-    return ClusterArgs.build(Catalog.build(config, model or ()), settings, overrides, ingress)
+    return ClusterArgs.build(Catalog.build(config, model or ()), server, overrides, ingress)
 
 
 def with_application_options(command: Callable[..., None]) -> Callable[..., None]:

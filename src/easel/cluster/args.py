@@ -18,8 +18,8 @@ from easel.settings import Settings
 
 
 class ServerOptions(BaseModel):
-    """The non-secret settings the ingress replicas run with; None keeps the replica's own
-    EASEL_* environment or the default."""
+    """The non-secret settings given for the ingress replicas; what is left out (None) comes from
+    each replica's own EASEL_* environment or the default, as for `easel serve`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -30,21 +30,12 @@ class ServerOptions(BaseModel):
     sweep_interval_seconds: int | None = None
     max_body_bytes: int | None = None
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ServerOptions:
-        return cls(
-            data_dir=str(settings.data_dir),
-            storage=settings.storage,
-            public_base_url=settings.public_base_url,
-            url_ttl_seconds=settings.url_ttl_seconds,
-            sweep_interval_seconds=settings.sweep_interval_seconds,
-            max_body_bytes=settings.max_body_bytes,
-        )
-
     def settings(self) -> Settings:
+        """Settings from the environment, then these options; raises ValueError if unusable."""
         settings = Settings()
         for name, value in self.model_dump(exclude_none=True).items():
             setattr(settings, name, Path(value) if name == "data_dir" else value)
+        settings.validate()
         return settings
 
 
@@ -71,7 +62,7 @@ class ClusterArgs(BaseModel):
     def build(
         cls,
         catalog: Catalog,
-        settings: Settings,
+        server: ServerOptions,
         deployment_overrides: dict[str, Any],
         ingress: IngressOptions,
     ) -> ClusterArgs:
@@ -81,9 +72,10 @@ class ClusterArgs(BaseModel):
             entry = spec.model_dump(mode="json", exclude={"name"})
             entry["deployment"] = {**entry["deployment"], **deployment_overrides}
             models[spec.name] = entry
-        # Validate the merged entries now, so a bad flag fails before anything is deployed.
-        args = cls(models=models, server=ServerOptions.from_settings(settings), ingress=ingress)
+        # Validate now, so a bad flag fails before anything is deployed.
+        args = cls(models=models, server=server, ingress=ingress)
         args.catalog()
+        server.settings()
         return args
 
     def catalog(self) -> Catalog:
