@@ -7,8 +7,8 @@ import inspect
 import os
 import signal
 import threading
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer

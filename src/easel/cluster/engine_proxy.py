@@ -8,7 +8,11 @@ import math
 from collections.abc import Mapping
 
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
-from ray.serve.exceptions import BackPressureError
+from ray.serve.exceptions import (
+    BackPressureError,
+    DeploymentUnavailableError,
+    ReplicaUnavailableError,
+)
 from ray.serve.handle import DeploymentHandle
 
 from easel.api.context import add_response_header
@@ -48,7 +52,14 @@ class DeploymentEngine:
                 if isinstance(exc.cause, EaselError):
                     raise exc.cause from None
                 raise
-            except (RayActorError, ActorUnavailableError) as exc:
+            except DeploymentUnavailableError as exc:
+                raise ServiceUnavailableError(
+                    f"The model `{plan.model}` has no running replicas: its deployment failed. "
+                    "See the Ray Serve logs.",
+                    code="model_unavailable",
+                    headers={"Retry-After": "30"},
+                ) from exc
+            except (RayActorError, ActorUnavailableError, ReplicaUnavailableError) as exc:
                 log.warning("a replica of %s was lost (attempt %d): %s", plan.model, attempt, exc)
                 lost = exc
                 continue
