@@ -105,6 +105,15 @@ def cluster(
             ray.shutdown()
 
 
+def _small_image(client: openai.OpenAI, prompt: str) -> Any:
+    """One 256x256 dall-e-2 image, checked; returns the raw response (for its headers)."""
+    raw = client.images.with_raw_response.generate(
+        model="dall-e-2", prompt=prompt, size="256x256", response_format="b64_json"
+    )
+    assert decode_b64(raw.parse().data[0].b64_json or "").size == (256, 256)
+    return raw
+
+
 def _replica(response: Any) -> str:
     """`model:dall-e-2#abc123 pid=... node=...` -> the replica's deployment#id."""
     return str(response.headers[REPLICA_HEADER]).split()[0]
@@ -137,10 +146,7 @@ def test_requests_are_served_by_both_replicas(cluster: Cluster) -> None:
     client = cluster.client()
 
     def one(i: int) -> str:
-        raw = client.images.with_raw_response.generate(
-            model="dall-e-2", prompt=f"spread {i}", size="256x256", response_format="b64_json"
-        )
-        assert decode_b64(raw.parse().data[0].b64_json or "").size == (256, 256)
+        raw = _small_image(client, f"spread {i}")
         # One request id, as from one machine (Ray's proxy and Easel agree on it).
         assert len(raw.headers.get_list("x-request-id")) == 1
         return _replica(raw)
@@ -190,9 +196,7 @@ def test_full_queue_answers_429_with_retry_after(cluster: Cluster) -> None:
 
 def test_killing_a_replica_mid_run_leaves_every_request_answered(cluster: Cluster) -> None:
     client = cluster.client()
-    victim = client.images.with_raw_response.generate(
-        model="dall-e-2", prompt="who are you", size="256x256", response_format="b64_json"
-    )
+    victim = _small_image(client, "who are you")
     victim_replica, victim_pid = _replica(victim), _pid(victim)
 
     def one(i: int) -> tuple[int, dict[str, Any], str, float]:
@@ -225,8 +229,12 @@ def test_killing_a_replica_mid_run_leaves_every_request_answered(cluster: Cluste
             assert "retry" in body["error"]["message"]
     assert any(status == 200 for status, _, _, _ in answers)
 
-    # Ray replaces the replica; the model keeps answering.
-    after = client.images.generate(
-        model="dall-e-2", prompt="after the storm", size="256x256", response_format="b64_json"
-    )
-    assert decode_b64(after.data[0].b64_json or "").size == (256, 256)
+    # Ray starts a replacement replica; until it is up the survivor answers alone.
+    before = {victim_replica} | {replica.split()[0] for _, _, replica, _ in answers if replica}
+    deadline = time.monotonic() + 150
+    replacement = None
+    while replacement is None and time.monotonic() < deadline:
+        with ThreadPoolExecutor(4) as pool:
+            raws = list(pool.map(lambda i: _small_image(client, f"after the storm {i}"), range(4)))
+        replacement = next((_replica(r) for r in raws if _replica(r) not in before), None)
+    assert replacement is not None, "Ray did not replace the killed replica"
