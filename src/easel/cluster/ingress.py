@@ -9,6 +9,7 @@ from ray.serve.handle import DeploymentHandle
 from easel.api.app import create_app
 from easel.cluster.args import ClusterArgs
 from easel.cluster.engine_proxy import DeploymentEngine
+from easel.cluster.logs import send_easel_logs_to_serve
 
 
 @serve.ingress()
@@ -16,6 +17,7 @@ class EaselIngress:
     """Auth, validation, limits and storage run here; generation goes to the model deployments."""
 
     def __init__(self, args: ClusterArgs, models: dict[str, DeploymentHandle]) -> None:
+        send_easel_logs_to_serve()
         self._args = args
         self._models = models
 

@@ -9,6 +9,7 @@ import ray
 from ray import serve
 
 from easel.catalog import Catalog, GenerationPlan, ModelSpec
+from easel.cluster.logs import send_easel_logs_to_serve
 from easel.engine.generate import GeneratedImage
 from easel.engine.worker import Engine
 
@@ -24,6 +25,7 @@ class ModelReplica:
     queue, cancellation) is the single-process one; Ray places, scales and restarts replicas."""
 
     def __init__(self, spec: ModelSpec) -> None:
+        send_easel_logs_to_serve()
         self._engine = Engine(Catalog([spec]))
         self._engine.start()
         context = serve.get_replica_context()
