@@ -11,6 +11,7 @@ import pytest
 
 from easel.devtools.tiny_pipelines import build_tiny_sd, build_tiny_sdxl
 from tests.postgres import PostgresCluster, start_cluster
+from tests.s3 import S3Server, start_s3
 from tests.server import RunningServer, create_key, start_server
 
 
@@ -54,3 +55,11 @@ def postgres() -> Iterator[PostgresCluster]:
     cluster = start_cluster()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """An S3-compatible server on a free loopback port, with the bucket `easel-images`."""
+    running = start_s3()
+    yield running
+    running.server.stop()

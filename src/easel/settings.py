@@ -60,6 +60,8 @@ class Settings:
     reservation_ttl_seconds: int = field(
         default_factory=lambda: _env_int("EASEL_RESERVATION_TTL_SECONDS", 900)
     )
+    # None: <data-dir>/images. `s3://bucket/prefix`: an S3-compatible bucket. Else a directory.
+    storage: str | None = field(default_factory=lambda: os.environ.get("EASEL_STORAGE") or None)
 
     @property
     def images_dir(self) -> Path:

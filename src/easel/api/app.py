@@ -15,7 +15,7 @@ from easel.api import admin, files, health, models
 from easel.api.errors import install_error_handlers
 from easel.api.images import router as images
 from easel.api.middleware import RequestContextMiddleware
-from easel.api.state import AppServices
+from easel.api.state import AppServices, ImageEngine
 from easel.catalog import Catalog
 from easel.engine.worker import Engine
 from easel.limits.limiter import Limiter
@@ -23,24 +23,29 @@ from easel.observability import metrics
 from easel.settings import Settings
 from easel.storage.api_keys import KeyStore
 from easel.storage.database import Database
-from easel.storage.images import ImageStore
+from easel.storage.images import ImageStore, open_image_store
 from easel.storage.usage import UsageStore
 from easel.storage.usage_writer import UsageWriter
 
 log = logging.getLogger(__name__)
 
 
-def build_services(settings: Settings, catalog: Catalog) -> AppServices:
+def build_services(
+    settings: Settings, catalog: Catalog, engine: ImageEngine | None = None
+) -> AppServices:
+    """The app's parts. `engine` defaults to an in-process engine; the Ray Serve ingress passes a
+    proxy to its model deployments instead: the only difference between the two ways to run."""
     settings.validate()
+    images = open_image_store(settings)
     database = Database(settings.resolved_database_url)
     usage = UsageStore(database)
     return AppServices(
         settings=settings,
         catalog=catalog,
-        engine=Engine(catalog),
+        engine=engine if engine is not None else Engine(catalog),
         database=database,
         keys=KeyStore(database),
-        images=ImageStore(settings.images_dir, settings.signing_secret(), settings.url_ttl_seconds),
+        images=images,
         limiter=Limiter(database, reservation_ttl_seconds=settings.reservation_ttl_seconds),
         usage=usage,
         usage_writer=UsageWriter(usage),
@@ -53,7 +58,7 @@ async def _sweep_forever(store: ImageStore, interval: float) -> None:
             removed = await asyncio.to_thread(store.sweep)
             if removed:
                 log.info("deleted %d expired images", removed)
-        except OSError:
+        except Exception:  # a disk or object-store hiccup must not stop later sweeps
             log.exception("image sweep failed")
         await asyncio.sleep(interval)
 
@@ -67,8 +72,14 @@ async def _sweep_limits_forever(limiter: Limiter, interval: float) -> None:
             log.exception("sweeping expired quota reservations failed")
 
 
-def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
-    services = build_services(settings, catalog)
+def create_app(
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    engine: ImageEngine | None = None,
+    proxy_sets_request_id: bool = False,
+) -> FastAPI:
+    services = build_services(settings, catalog, engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -90,6 +101,7 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
             # Requests have been answered by now: store every usage record before closing.
             await asyncio.to_thread(services.usage_writer.close)
             metrics.unregister(collector)
+            services.images.close()
             services.database.close()
 
     app = FastAPI(
@@ -102,7 +114,7 @@ def create_app(settings: Settings, catalog: Catalog) -> FastAPI:
     app.state.services = services
     app.state.started_at = int(time.time())
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, proxy_sets_request_id=proxy_sets_request_id)
     app.include_router(images.router)
     app.include_router(models.router)
     app.include_router(files.router)

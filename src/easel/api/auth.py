@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from easel.api.context import current_response_headers
 from easel.api.state import services
 from easel.errors import AuthenticationError
 from easel.storage.api_keys import ApiKey, mask_key
@@ -60,8 +61,7 @@ class Caller:
     response_headers: dict[str, str] = field(default_factory=dict)
 
 
-def caller_of(request: Request, key: ApiKey) -> Caller:
-    caller = Caller(key)
-    # Read by RequestContextMiddleware, so error responses carry the headers too.
-    request.state.rate_limit_headers = caller.response_headers
-    return caller
+def caller_of(key: ApiKey) -> Caller:
+    # The request's own response-header dict: RequestContextMiddleware sends it with every
+    # response, error responses included.
+    return Caller(key, current_response_headers())

@@ -1,4 +1,5 @@
-"""Per-request context: the request id that ties a response to its log lines."""
+"""Per-request context: the request id that ties a response to its log lines, and headers that
+code deep in a request adds to its response."""
 
 from __future__ import annotations
 
@@ -6,6 +7,23 @@ import contextvars
 import logging
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+# One dict per request, set by the middleware; shared (not copied) by the tasks the request spawns.
+response_headers_var: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "response_headers", default=None
+)
+
+
+def current_response_headers() -> dict[str, str]:
+    """The headers the current request's response will carry (a detached dict outside a request)."""
+    headers = response_headers_var.get()
+    return headers if headers is not None else {}
+
+
+def add_response_header(name: str, value: str) -> None:
+    """Send `name: value` with the current request's response (no-op outside a request)."""
+    headers = response_headers_var.get()
+    if headers is not None:
+        headers[name] = value
 
 
 class RequestIdLogFilter(logging.Filter):

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 
 from easel.api.state import services
 from easel.errors import NotFoundError
-from easel.storage.images import IMAGE_ROUTE
+from easel.storage.local_images import IMAGE_ROUTE, LocalImageStore
 
 router = APIRouter()
 
@@ -21,7 +21,10 @@ async def image_file(
     image_id, dot, extension = filename.partition(".")
     if not dot or extension != "png":
         raise NotFoundError("No such image.", code="image_not_found")
-    path = services(request).images.open(image_id, expires, signature)
+    store = services(request).images
+    if not isinstance(store, LocalImageStore):  # object storage answers its own URLs
+        raise NotFoundError("No such image.", code="image_not_found")
+    path = store.open(image_id, expires, signature)
     max_age = max(0, int(expires or 0) - int(time.time()))
     return FileResponse(
         path, media_type="image/png", headers={"Cache-Control": f"private, max-age={max_age}"}

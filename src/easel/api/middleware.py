@@ -8,26 +8,32 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from easel.api.context import request_id_var
+from easel.api.context import request_id_var, response_headers_var
 from easel.api.errors import unexpected_error_response
-from easel.api.rate_headers import rate_limit_headers
 
 log = logging.getLogger("easel.access")
 
 
 class RequestContextMiddleware:
     """Gives each request an `x-request-id`, logs it, and answers unhandled faults with a 500
-    envelope that leaks nothing, so the server keeps serving."""
+    envelope that leaks nothing, so the server keeps serving.
 
-    def __init__(self, app: ASGIApp) -> None:
+    Behind a proxy that already gives every request an `x-request-id` and returns it (Ray Serve's),
+    `proxy_sets_request_id` adopts that id instead of sending a second header.
+    """
+
+    def __init__(self, app: ASGIApp, *, proxy_sets_request_id: bool = False) -> None:
         self.app = app
+        self.proxy_sets_request_id = proxy_sets_request_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = "req_" + secrets.token_hex(16)
+        request_id = self._proxy_request_id(scope) or "req_" + secrets.token_hex(16)
         token = request_id_var.set(request_id)
+        extra_headers: dict[str, str] = {}
+        headers_token = response_headers_var.set(extra_headers)
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -38,10 +44,17 @@ class RequestContextMiddleware:
                 response_started = True
                 status = message["status"]
                 headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
+                if not self.proxy_sets_request_id:
+                    headers.append((b"x-request-id", request_id.encode()))
                 elapsed_ms = int((time.perf_counter() - started) * 1000)
                 headers.append((b"openai-processing-ms", str(elapsed_ms).encode()))
-                headers += rate_limit_headers(scope, headers)
+                # An error response may already carry some (a 429's rate-limit headers).
+                present = {name.lower() for name, _ in headers}
+                headers += [
+                    (name.encode("latin-1"), value.encode("latin-1"))
+                    for name, value in extra_headers.items()
+                    if name.lower().encode("latin-1") not in present
+                ]
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -69,3 +82,12 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+            response_headers_var.reset(headers_token)
+
+    def _proxy_request_id(self, scope: Scope) -> str | None:
+        if not self.proxy_sets_request_id:
+            return None
+        for name, value in scope.get("headers", []):
+            if name == b"x-request-id":
+                return str(value.decode("latin-1"))
+        return None

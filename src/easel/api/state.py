@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
+import torch
 from fastapi import Request
 
-from easel.catalog import Catalog
-from easel.engine.worker import Engine
+from easel.catalog import Catalog, GenerationPlan
+from easel.engine.generate import GeneratedImage
+from easel.engine.timing import GenerationTiming
+from easel.engine.worker import ModelState
 from easel.limits.limiter import Limiter
 from easel.settings import Settings
 from easel.storage.api_keys import KeyStore
@@ -17,11 +21,33 @@ from easel.storage.usage import UsageStore
 from easel.storage.usage_writer import UsageWriter
 
 
+class ImageEngine(Protocol):
+    """What the web layer needs of an engine: `easel.engine.worker.Engine` in this process, or a
+    proxy to engines elsewhere (the Ray Serve model deployments)."""
+
+    device: torch.device
+
+    def start(self) -> None: ...
+
+    async def generate(
+        self,
+        plan: GenerationPlan,
+        seed: int | None = None,
+        timing: GenerationTiming | None = None,
+    ) -> list[GeneratedImage]: ...
+
+    def states(self) -> dict[str, ModelState]: ...
+
+    def load_seconds(self) -> dict[str, float | None]: ...
+
+    def shutdown(self) -> None: ...
+
+
 @dataclass
 class AppServices:
     settings: Settings
     catalog: Catalog
-    engine: Engine
+    engine: ImageEngine
     database: Database
     keys: KeyStore
     images: ImageStore

@@ -56,6 +56,30 @@ class StylePreset(BaseModel):
         return self
 
 
+class DeploymentSpec(BaseModel):
+    """How a model runs under Ray Serve (`easel cluster`); the single-process server ignores it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # None: one GPU per replica when the Ray cluster has GPUs, else none.
+    gpus_per_replica: float | None = Field(default=None, ge=0)
+    cpus_per_replica: float = Field(default=1.0, ge=0)
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=1, ge=1)
+    # Ray adds replicas when each one holds more ongoing requests than this.
+    target_ongoing_requests: float = Field(default=2.0, gt=0)
+    # Requests a replica takes at once: what its engine can batch and queue.
+    max_ongoing_requests: int = Field(default=8, ge=1)
+    # Requests waiting at each caller for a free replica; beyond this the client gets 429.
+    max_queued_requests: int = Field(default=32, ge=0)
+
+    @model_validator(mode="after")
+    def _replica_range(self) -> DeploymentSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
 @dataclass(frozen=True)
 class GenerationPlan:
     """A validated request, turned into exactly what the engine runs."""
@@ -99,6 +123,7 @@ class ModelSpec(BaseModel):
     default_style: str | None = None
     negative_prompt: str | None = None
     returns_revised_prompt: bool = False
+    deployment: DeploymentSpec = Field(default_factory=DeploymentSpec)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:

@@ -1,10 +1,11 @@
-"""The `easel` command line: `serve`, `generate`, `keys`, `models`, `usage` and `db`, each in its own
-module."""
+"""The `easel` command line: `serve`, `generate`, `keys`, `models`, `usage`, `db` and `cluster`, each
+in its own module."""
 
 from __future__ import annotations
 
 import typer
 
+from easel.cli.cluster import cluster_app
 from easel.cli.db import db_app
 from easel.cli.generate import generate
 from easel.cli.keys import keys_app
@@ -24,6 +25,7 @@ app.add_typer(keys_app, name="keys")
 app.command()(usage)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
+app.add_typer(cluster_app, name="cluster")
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
-"""Options shared by several commands."""
+"""Options shared by several commands, and the settings they make."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -33,12 +33,7 @@ DatabaseUrlOption = Annotated[
 
 def cli_settings(data_dir: Optional[Path], database_url: Optional[str]) -> Settings:
     """Settings from the environment, with the command's --data-dir and --database-url on top."""
-    settings = Settings()
-    if data_dir is not None:
-        settings.data_dir = data_dir
-    if database_url is not None:
-        settings.database_url = database_url
-    return settings
+    return settings_with(data_dir=data_dir, database_url=database_url)
 
 
 def open_database(data_dir: Optional[Path], database_url: Optional[str]) -> Database:
@@ -46,10 +41,33 @@ def open_database(data_dir: Optional[Path], database_url: Optional[str]) -> Data
 
 
 ConfigOption = Annotated[
-    Optional[Path],
-    typer.Option("--config", help="YAML file adding or changing catalog models."),
+    Optional[Path], typer.Option("--config", help="YAML file adding or changing catalog models.")
 ]
-
+ModelOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--model",
+        help="NAME=HUB_ID_OR_DIR: serve NAME from this pipeline (keeps NAME's rules when NAME "
+        "is in the catalog). Repeatable.",
+    ),
+]
+StorageOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--storage",
+        help="Where images are kept: s3://BUCKET/PREFIX (an S3-compatible store; endpoint and "
+        "credentials from the usual AWS settings such as AWS_ENDPOINT_URL) or a directory "
+        "(env EASEL_STORAGE; default: DATA_DIR/images).",
+    ),
+]
+PublicBaseUrlOption = Annotated[
+    Optional[str],
+    typer.Option(help="Absolute URL clients reach the server by (env EASEL_PUBLIC_BASE_URL)."),
+]
+UrlTtlOption = Annotated[
+    Optional[int],
+    typer.Option("--url-ttl", help="Seconds an image URL stays valid (env EASEL_URL_TTL_SECONDS)."),
+]
 ModelSourceOption = Annotated[
     Optional[list[str]],
     typer.Option(
@@ -58,3 +76,13 @@ ModelSourceOption = Annotated[
         "Repeatable.",
     ),
 ]
+LogLevelOption = Annotated[str, typer.Option(help="debug, info, warning or error.")]
+
+
+def settings_with(**overrides: Any) -> Settings:
+    """Settings from the environment, then every flag that was given."""
+    settings = Settings()
+    for name, value in overrides.items():
+        if value is not None:
+            setattr(settings, name, value)
+    return settings

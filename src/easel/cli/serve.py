@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -14,7 +13,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from easel.api.context import RequestIdLogFilter
 from easel.catalog.catalog import Catalog, CatalogConfigError
-from easel.cli.options import DatabaseUrlOption, DataDirOption
+from easel.cli.options import (
+    ConfigOption,
+    DatabaseUrlOption,
+    DataDirOption,
+    LogLevelOption,
+    ModelOption,
+    PublicBaseUrlOption,
+    StorageOption,
+    UrlTtlOption,
+    settings_with,
+)
 from easel.observability.logs import JsonFormatter
 from easel.settings import Settings
 
@@ -25,27 +34,13 @@ def serve(
     host: Annotated[Optional[str], typer.Option(help="Address to listen on (env EASEL_HOST).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port (env EASEL_PORT).")] = None,
     data_dir: DataDirOption = None,
-    config: Annotated[
-        Optional[Path], typer.Option("--config", help="YAML file adding or changing catalog models.")
-    ] = None,
-    model: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--model",
-            help="NAME=HUB_ID_OR_DIR: serve NAME from this pipeline (keeps NAME's rules when NAME "
-            "is in the catalog). Repeatable.",
-        ),
-    ] = None,
-    public_base_url: Annotated[
-        Optional[str],
-        typer.Option(help="Absolute URL clients reach the server by (env EASEL_PUBLIC_BASE_URL)."),
-    ] = None,
-    url_ttl: Annotated[
-        Optional[int],
-        typer.Option("--url-ttl", help="Seconds an image URL stays valid (env EASEL_URL_TTL_SECONDS)."),
-    ] = None,
+    config: ConfigOption = None,
+    model: ModelOption = None,
+    storage: StorageOption = None,
+    public_base_url: PublicBaseUrlOption = None,
+    url_ttl: UrlTtlOption = None,
     database_url: DatabaseUrlOption = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: LogLevelOption = "info",
     log_format: Annotated[
         Optional[str],
         typer.Option(help="json (one object per line, the default) or text (env EASEL_LOG_FORMAT)."),
@@ -60,21 +55,18 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the OpenAI-compatible API. The admin API is enabled by EASEL_ADMIN_KEY."""
-    settings = Settings()
-    overrides = {
-        "data_dir": data_dir,
-        "host": host,
-        "port": port,
-        "public_base_url": public_base_url,
-        "url_ttl_seconds": url_ttl,
-        "database_url": database_url,
-        "log_format": log_format,
-        "log_prompts": log_prompts,
-    }
-    for name, value in overrides.items():
-        if value is not None:
-            setattr(settings, name, value)
-    _configure_logging(log_level, settings.log_format)
+    settings = settings_with(
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        storage=storage,
+        public_base_url=public_base_url,
+        url_ttl_seconds=url_ttl,
+        database_url=database_url,
+        log_format=log_format,
+        log_prompts=log_prompts,
+    )
+    configure_logging(log_level, settings.log_format)
     # Imported here so `easel keys`, `usage` and `db` start without loading PyTorch.
     from easel.api.app import create_app
 
@@ -100,7 +92,7 @@ def serve(
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 
-def _configure_logging(level: str, log_format: str) -> None:
+def configure_logging(level: str, log_format: str = "json") -> None:
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdLogFilter())
     if log_format == "text":

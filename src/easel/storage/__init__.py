@@ -1,1 +1,2 @@
-"""Storage: generated images behind signed URLs, and the database: keys, limits, quotas, usage."""
+"""Storage: generated images (local disk or S3-compatible) and the database: keys, limits, quotas,
+usage."""

@@ -1,84 +1,61 @@
-"""Generated images on disk, reachable through signed, expiring URLs that need no API key."""
+"""Where generated images live: one interface, on local disk or in S3-compatible object storage."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
 import re
 import secrets
-import tempfile
-import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 
-from easel.errors import GoneError, NotFoundError, PermissionDeniedError
+from easel.settings import Settings
 
 # 24 random bytes, URL-safe base64: unguessable, and a strict pattern rules out path traversal.
+IMAGE_ID_BYTES = 24
 IMAGE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{32}$")
-IMAGE_ROUTE = "/files/images"
 
 
-class ImageStore:
-    """Writes PNGs under one directory, signs their URLs and deletes them once expired."""
+def new_image_id() -> str:
+    return secrets.token_urlsafe(IMAGE_ID_BYTES)
 
-    def __init__(self, directory: Path, secret: bytes, ttl_seconds: int) -> None:
-        self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._secret = secret
-        self.ttl_seconds = ttl_seconds
 
+class ImageStore(ABC):
+    """Keeps PNGs for `ttl_seconds` and hands out URLs that need no API key and expire with them."""
+
+    ttl_seconds: int
+
+    @abstractmethod
     def save(self, png: bytes) -> str:
         """Store one PNG; returns its new id."""
-        image_id = secrets.token_urlsafe(24)
-        # Write then rename, so a reader never sees half a file.
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(png)
-        os.replace(tmp, self._path(image_id))
-        return image_id
 
-    def signed_path(self, image_id: str, now: float | None = None) -> str:
-        """The URL path and query that fetch this image until the lifetime runs out."""
-        expires = int((now if now is not None else time.time()) + self.ttl_seconds)
-        return f"{IMAGE_ROUTE}/{image_id}.png?expires={expires}&signature={self._sign(image_id, expires)}"
+    @abstractmethod
+    def url(self, image_id: str, base_url: str) -> str:
+        """An absolute URL that fetches the image until its lifetime runs out.
 
-    def open(self, image_id: str, expires: str | None, signature: str | None) -> Path:
-        """The file behind a signed URL; 404 unknown, 403 bad signature, 410 expired."""
-        if not IMAGE_ID_PATTERN.match(image_id):
-            raise NotFoundError("No such image.", code="image_not_found")
-        if not expires or not signature or not expires.isdigit():
-            raise PermissionDeniedError(
-                "This image URL is not signed.", param="signature", code="invalid_signature"
-            )
-        if not hmac.compare_digest(self._sign(image_id, int(expires)), signature):
-            raise PermissionDeniedError(
-                "This image URL's signature is not valid.",
-                param="signature",
-                code="invalid_signature",
-            )
-        if int(expires) < time.time():
-            raise GoneError("This image URL has expired.", code="url_expired")
-        path = self._path(image_id)
-        if not path.is_file():
-            raise GoneError("This image is no longer stored.", code="url_expired")
-        return path
+        `base_url` is what clients reach this server by; stores that serve images themselves
+        ignore it.
+        """
 
+    @abstractmethod
     def sweep(self, now: float | None = None) -> int:
-        """Delete images older than the URL lifetime (and stray temp files); returns the count."""
-        cutoff = (now if now is not None else time.time()) - self.ttl_seconds
-        removed = 0
-        for entry in os.scandir(self.directory):
-            try:
-                if entry.is_file() and entry.stat().st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    removed += 1
-            except FileNotFoundError:  # removed concurrently
-                continue
-        return removed
+        """Delete images older than the URL lifetime; returns how many were removed."""
 
-    def _path(self, image_id: str) -> Path:
-        return self.directory / f"{image_id}.png"
+    def close(self) -> None:
+        """Release connections; the default has none."""
 
-    def _sign(self, image_id: str, expires: int) -> str:
-        message = f"{image_id}.{expires}".encode()
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+def open_image_store(settings: Settings) -> ImageStore:
+    """`--storage s3://bucket/prefix` opens an S3-compatible bucket; a path (or nothing: the data
+    directory's images/) a local directory. Raises ValueError saying why a location cannot be used.
+    """
+    storage = settings.storage
+    if storage and storage.startswith("s3://"):
+        try:
+            from easel.storage.s3_images import S3ImageStore  # boto3 is needed only for S3
+        except ImportError as exc:
+            raise ValueError(f"S3 storage needs boto3: pip install 'easel[s3]' ({exc})") from exc
+
+        return S3ImageStore.connect(storage, settings.url_ttl_seconds)
+    from easel.storage.local_images import LocalImageStore
+
+    directory = Path(storage).expanduser() if storage else settings.images_dir
+    return LocalImageStore(directory, settings.signing_secret(), settings.url_ttl_seconds)

@@ -21,7 +21,7 @@ _HOST_PATTERN = re.compile(r"^[A-Za-z0-9.\-:\[\]]+$")
 @router.post("/v1/images/generations")
 async def generations(request: Request, key: AuthorizedKey) -> JSONResponse:
     app_services = services(request)
-    caller = caller_of(request, key)
+    caller = caller_of(key)
     with counted_request() as outcome:
         # The key's requests per minute come first: every request counts, a malformed one too.
         await admit_request(app_services, caller)

@@ -61,5 +61,5 @@ async def _deliver(
         return ImageData(b64_json=b64, revised_prompt=revised_prompt, seed=seed)
     image_id = await asyncio.to_thread(services.images.save, png)
     return ImageData(
-        url=base_url + services.images.signed_path(image_id), revised_prompt=revised_prompt, seed=seed
+        url=services.images.url(image_id, base_url), revised_prompt=revised_prompt, seed=seed
     )

@@ -1,0 +1,232 @@
+"""`easel cluster serve` and `easel cluster config`: Easel on a Ray cluster through Ray Serve."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from easel.catalog.catalog import Catalog, CatalogConfigError
+from easel.cli.options import (
+    ConfigOption,
+    DataDirOption,
+    LogLevelOption,
+    ModelOption,
+    PublicBaseUrlOption,
+    StorageOption,
+    UrlTtlOption,
+    settings_with,
+)
+from easel.cli.serve import configure_logging
+from easel.cluster.args import ClusterArgs, IngressOptions, ServerOptions
+from easel.cluster.config_file import APP_NAME, render, serve_config
+from easel.storage.images import open_image_store
+
+err = Console(stderr=True)
+cluster_app = typer.Typer(
+    help="Run Easel on a Ray cluster with Ray Serve (needs the `cluster` extra).",
+    no_args_is_help=True,
+)
+
+# Settings the replicas read from their environment; `cluster serve` passes the caller's along.
+FORWARDED_ENV_PREFIXES = ("EASEL_", "AWS_")
+
+HostOption = Annotated[
+    Optional[str], typer.Option(help="Address Ray Serve's HTTP proxies listen on (env EASEL_HOST).")
+]
+PortOption = Annotated[Optional[int], typer.Option(help="Ray Serve's HTTP port (env EASEL_PORT).")]
+GpusOption = Annotated[
+    Optional[float],
+    typer.Option(help="GPUs per model replica, for every model (default: the catalog's, else 1 "
+    "when the cluster has GPUs)."),
+]
+CpusOption = Annotated[Optional[float], typer.Option(help="CPUs per model replica, every model.")]
+MinReplicasOption = Annotated[Optional[int], typer.Option(help="Fewest replicas per model.")]
+MaxReplicasOption = Annotated[Optional[int], typer.Option(help="Most replicas per model.")]
+TargetOption = Annotated[
+    Optional[float],
+    typer.Option(help="Autoscaling target: ongoing requests per replica before Ray adds one."),
+]
+MaxOngoingOption = Annotated[
+    Optional[int], typer.Option(help="Requests a model replica takes at once.")
+]
+MaxQueuedOption = Annotated[
+    Optional[int],
+    typer.Option(help="Requests waiting for a busy model per ingress replica; beyond: 429."),
+]
+IngressReplicasOption = Annotated[int, typer.Option(help="Replicas of the HTTP ingress.")]
+IngressCpusOption = Annotated[float, typer.Option(help="CPUs per ingress replica.")]
+
+
+def _application_args(
+    data_dir: DataDirOption = None,
+    config: ConfigOption = None,
+    model: ModelOption = None,
+    storage: StorageOption = None,
+    public_base_url: PublicBaseUrlOption = None,
+    url_ttl: UrlTtlOption = None,
+    gpus_per_replica: GpusOption = None,
+    cpus_per_replica: CpusOption = None,
+    min_replicas: MinReplicasOption = None,
+    max_replicas: MaxReplicasOption = None,
+    target_ongoing_requests: TargetOption = None,
+    max_ongoing_requests: MaxOngoingOption = None,
+    max_queued_requests: MaxQueuedOption = None,
+    ingress_replicas: IngressReplicasOption = 1,
+    ingress_cpus: IngressCpusOption = 0.5,
+) -> ClusterArgs:
+    """The application's args from the options `cluster serve` and `cluster config` share."""
+    server = ServerOptions(
+        data_dir=str(data_dir) if data_dir else None,
+        storage=storage,
+        public_base_url=public_base_url,
+        url_ttl_seconds=url_ttl,
+    )
+    deployment = {
+        "gpus_per_replica": gpus_per_replica,
+        "cpus_per_replica": cpus_per_replica,
+        "min_replicas": min_replicas,
+        "max_replicas": max_replicas,
+        "target_ongoing_requests": target_ongoing_requests,
+        "max_ongoing_requests": max_ongoing_requests,
+        "max_queued_requests": max_queued_requests,
+    }
+    overrides = {name: value for name, value in deployment.items() if value is not None}
+    ingress = IngressOptions(replicas=ingress_replicas, cpus_per_replica=ingress_cpus)
+    return ClusterArgs.build(Catalog.build(config, model or ()), server, overrides, ingress)
+
+
+def with_application_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give `command` the options of `_application_args` too; it receives their result as `args`.
+
+    Typer reads a command's options from its signature, so the wrapper shows both sets.
+    """
+    # eval_str: this module's annotations are strings, and Typer takes a __signature__ as it is.
+    shared = inspect.signature(_application_args, eval_str=True).parameters
+    own = [
+        p for name, p in inspect.signature(command, eval_str=True).parameters.items()
+        if name != "args"
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**options: Any) -> None:
+        try:
+            args = _application_args(**{name: options.pop(name) for name in shared})
+        except (CatalogConfigError, ValueError) as exc:
+            raise _fail(command.__name__, exc) from exc
+        command(args=args, **options)
+
+    wrapper.__signature__ = inspect.Signature([*own, *shared.values()])  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _fail(command: str, exc: Exception) -> typer.Exit:
+    err.print(f"[red]easel cluster {command}: {exc}[/red]")
+    return typer.Exit(2)
+
+
+@cluster_app.command("serve")
+@with_application_options
+def serve(
+    args: ClusterArgs,
+    address: Annotated[
+        Optional[str],
+        typer.Option(help="Ray cluster to deploy to, e.g. ray://head:10001 or head:6379 (env "
+        "RAY_ADDRESS; default: start a local Ray instance)."),
+    ] = None,
+    host: HostOption = None,
+    port: PortOption = None,
+    detach: Annotated[
+        bool,
+        typer.Option(help="Return once deployed; the application keeps running on the cluster "
+        "(only with --address)."),
+    ] = False,
+    log_level: LogLevelOption = "info",
+) -> None:
+    """Deploy the API and one model deployment per catalog model to Ray Serve."""
+    settings = settings_with(host=host, port=port)
+    if (args.server.storage or "").startswith("s3://"):
+        try:  # fail here with the reason, not later inside every ingress replica
+            open_image_store(args.server.settings()).close()
+        except ValueError as exc:
+            raise _fail("serve", exc) from exc
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if detach and address is None:
+        raise _fail("serve", ValueError("--detach needs --address: a local Ray instance ends with "
+                                        "this command"))
+    if address is not None:
+        _warn_about_local_state(args)
+    configure_logging(log_level)
+    try:
+        _deploy(args, address, settings.host, settings.port)
+    except ImportError as exc:
+        message = f"needs Ray Serve: pip install 'easel[cluster]' ({exc})"
+        raise _fail("serve", ValueError(message)) from exc
+    except RuntimeError as exc:  # Ray could not start the application; its log says why
+        raise _fail("serve", exc) from exc
+    err.print(f"Easel is on Ray Serve at http://{settings.host}:{settings.port}/v1 "
+              f"(models: {', '.join(args.models)}).")
+    if not detach:
+        _wait_for_interrupt()
+
+
+def _warn_about_local_state(args: ClusterArgs) -> None:
+    # Fine on a one-node cluster; on several nodes each ingress replica would see its own disk.
+    if not (args.server.storage or "").startswith("s3://"):
+        err.print("[yellow]Images go to a local directory: on several nodes use --storage "
+                  "s3://BUCKET/PREFIX so that every ingress replica can serve them.[/yellow]")
+    if not os.environ.get("EASEL_DATABASE_URL", "").startswith("postgresql"):
+        err.print("[yellow]Keys live in SQLite on local disk: on several nodes set "
+                  "EASEL_DATABASE_URL to a PostgreSQL database.[/yellow]")
+
+
+def _deploy(args: ClusterArgs, address: str | None, host: str, port: int) -> None:
+    # Imported here so `easel serve` and `easel cluster config` work without Ray installed.
+    import ray
+    from ray import serve as ray_serve
+
+    from easel.cluster.app import build_app
+
+    env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
+    ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
+    ray_serve.start(http_options={"host": host, "port": port})
+    ray_serve.run(build_app(args.model_dump(mode="json")), name=APP_NAME, route_prefix="/")
+
+
+def _wait_for_interrupt() -> None:
+    from ray import serve as ray_serve
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    err.print("Shutting Easel's Ray Serve application down.")
+    ray_serve.delete(APP_NAME)
+
+
+@cluster_app.command("config")
+@with_application_options
+def config(
+    args: ClusterArgs,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    host: HostOption = None,
+    port: PortOption = None,
+) -> None:
+    """Write the Ray Serve config file (`serve deploy`, KubeRay) equivalent to `cluster serve`."""
+    settings = settings_with(host=host, port=port)
+    text = render(serve_config(args, settings.host, settings.port))
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"Wrote {output}; deploy it with: serve deploy {output}")

@@ -1,0 +1,1 @@
+"""Easel on Ray Serve: an ingress deployment serving the API, one model deployment per catalog model."""

@@ -1,0 +1,88 @@
+"""The arguments of the Ray Serve application: everything a replica needs, as plain YAML-able data.
+
+`easel cluster serve` builds them from flags; `easel cluster config` writes them into the config
+file for `serve deploy`. Secrets (EASEL_URL_SECRET, EASEL_DATABASE_URL, AWS credentials) stay in the
+environment of the cluster's processes, never in here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from easel.catalog import Catalog, ModelSpec
+from easel.catalog.catalog import CatalogConfigError
+from easel.settings import Settings
+
+
+class ServerOptions(BaseModel):
+    """The non-secret settings given for the ingress replicas; what is left out (None) comes from
+    each replica's own EASEL_* environment or the default, as for `easel serve`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_dir: str | None = None
+    storage: str | None = None
+    public_base_url: str | None = None
+    url_ttl_seconds: int | None = None
+    sweep_interval_seconds: int | None = None
+    max_body_bytes: int | None = None
+
+    def settings(self) -> Settings:
+        """Settings from the environment, then these options; raises ValueError if unusable."""
+        settings = Settings()
+        for name, value in self.model_dump(exclude_none=True).items():
+            setattr(settings, name, Path(value) if name == "data_dir" else value)
+        settings.validate()
+        return settings
+
+
+class IngressOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    replicas: int = Field(default=1, ge=1)
+    cpus_per_replica: float = Field(default=0.5, ge=0)
+    # Each ongoing request mostly waits on a model replica, so one ingress replica holds many.
+    max_ongoing_requests: int = Field(default=256, ge=1)
+
+
+class ClusterArgs(BaseModel):
+    """The application builder's `args`: the whole catalog (so the config file is self-contained),
+    the server options and the ingress's size."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: dict[str, dict[str, Any]]
+    server: ServerOptions = Field(default_factory=ServerOptions)
+    ingress: IngressOptions = Field(default_factory=IngressOptions)
+
+    @classmethod
+    def build(
+        cls,
+        catalog: Catalog,
+        server: ServerOptions,
+        deployment_overrides: dict[str, Any],
+        ingress: IngressOptions,
+    ) -> ClusterArgs:
+        """`deployment_overrides` (from flags) replace those fields of every model's deployment."""
+        models = {}
+        for spec in catalog:
+            entry = spec.model_dump(mode="json", exclude={"name"})
+            entry["deployment"] = {**entry["deployment"], **deployment_overrides}
+            models[spec.name] = entry
+        # Validate now, so a bad flag fails before anything is deployed.
+        args = cls(models=models, server=server, ingress=ingress)
+        args.catalog()
+        server.settings()
+        return args
+
+    def catalog(self) -> Catalog:
+        specs = []
+        for name, entry in self.models.items():
+            try:
+                specs.append(ModelSpec(name=name, **entry))
+            except ValidationError as exc:
+                raise CatalogConfigError(f"model {name!r}: {exc}") from exc
+        return Catalog(specs)

@@ -1,0 +1,122 @@
+"""The ingress's engine: forwards each plan to its model's deployment and turns what can go wrong
+across the Ray boundary into Easel errors, so clients get OpenAI's envelope as on one machine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Mapping
+
+import torch
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
+from ray.serve.exceptions import (
+    BackPressureError,
+    DeploymentUnavailableError,
+    ReplicaUnavailableError,
+)
+from ray.serve.handle import DeploymentHandle
+
+from easel.api.context import add_response_header
+from easel.catalog import GenerationPlan
+from easel.cluster.model import ReplicaOutput, ReplicaState
+from easel.engine.generate import GeneratedImage
+from easel.engine.timing import GenerationTiming
+from easel.engine.worker import ModelState
+from easel.errors import EaselError, RateLimitError, ServiceUnavailableError
+
+log = logging.getLogger(__name__)
+
+# A request whose replica died is sent once more (Ray routes it to a live replica), then answered 503.
+ATTEMPTS = 2
+STATE_POLL_SECONDS = 2.0
+STATE_TIMEOUT = 5.0
+REPLICA_HEADER = "x-easel-replica"
+
+
+class DeploymentEngine:
+    """Same calls as `easel.engine.worker.Engine`; the work happens in the model deployments."""
+
+    # The ingress holds no pipeline: accelerator metrics come from the replicas' own processes.
+    device = torch.device("cpu")
+
+    def __init__(self, handles: Mapping[str, DeploymentHandle]) -> None:
+        self._handles = dict(handles)
+        self._states = {name: ReplicaState(ModelState.LOADING, None) for name in self._handles}
+        self._poller: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Ray starts the replicas, which load their pipelines; the ingress follows their state."""
+        self._poller = asyncio.get_running_loop().create_task(self._poll_states())
+
+    def shutdown(self) -> None:
+        """The replicas belong to Ray; only the state poller stops."""
+        if self._poller is not None:
+            self._poller.cancel()
+
+    def states(self) -> dict[str, ModelState]:
+        return {name: replica.state for name, replica in self._states.items()}
+
+    def load_seconds(self) -> dict[str, float | None]:
+        return {name: replica.load_seconds for name, replica in self._states.items()}
+
+    async def _poll_states(self) -> None:
+        # Sync callers (/readyz, /v1/models, metrics) read a cache: a Ray call per read would block.
+        while True:
+            for name, handle in self._handles.items():
+                try:
+                    self._states[name] = await asyncio.wait_for(handle.state.remote(), STATE_TIMEOUT)
+                except Exception as exc:  # an unreachable deployment is not ready
+                    log.debug("state of %s unknown: %s", name, exc)
+                    self._states[name] = ReplicaState(ModelState.FAILED, None)
+            await asyncio.sleep(STATE_POLL_SECONDS)
+
+    async def generate(
+        self,
+        plan: GenerationPlan,
+        seed: int | None = None,
+        timing: GenerationTiming | None = None,
+    ) -> list[GeneratedImage]:
+        handle = self._handles[plan.model]
+        lost: Exception | None = None
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                output: ReplicaOutput = await handle.generate.remote(plan, seed)
+            except BackPressureError as exc:
+                raise _busy(plan.model, exc) from None
+            except RayTaskError as exc:
+                if isinstance(exc.cause, EaselError):
+                    raise exc.cause from None
+                raise
+            except DeploymentUnavailableError as exc:
+                raise ServiceUnavailableError(
+                    f"The model `{plan.model}` has no running replicas: its deployment failed. "
+                    "See the Ray Serve logs.",
+                    code="model_unavailable",
+                    headers={"Retry-After": "30"},
+                ) from exc
+            except (RayActorError, ActorUnavailableError, ReplicaUnavailableError) as exc:
+                log.warning("a replica of %s was lost (attempt %d): %s", plan.model, attempt, exc)
+                lost = exc
+                continue
+            add_response_header(REPLICA_HEADER, output.replica)
+            if timing is not None:
+                timing.queued_seconds = output.timing.queued_seconds
+                timing.generating_seconds = output.timing.generating_seconds
+            return output.images
+        raise ServiceUnavailableError(
+            f"The replica generating with `{plan.model}` stopped before it finished; the cluster is "
+            "restarting it. Please retry the request.",
+            code="replica_unavailable",
+            headers={"Retry-After": "1"},
+        ) from lost
+
+
+def _busy(model: str, exc: BackPressureError) -> RateLimitError:
+    retry_after = max(1, math.ceil(getattr(exc, "retry_after_s", None) or 1))
+    return RateLimitError(
+        f"Every replica of `{model}` is busy and its queue is full. Please retry after "
+        f"{retry_after} seconds.",
+        code="server_busy",
+        headers={"Retry-After": str(retry_after)},
+    )

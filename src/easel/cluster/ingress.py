@@ -1,0 +1,32 @@
+"""The ingress deployment: the whole OpenAI API, from the same FastAPI app as `easel serve`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from easel.api.app import create_app
+from easel.cluster.args import ClusterArgs
+from easel.cluster.engine_proxy import DeploymentEngine
+from easel.cluster.logs import send_easel_logs_to_serve
+
+
+@serve.ingress()
+class EaselIngress:
+    """Auth, validation, limits and storage run here; generation goes to the model deployments."""
+
+    def __init__(self, args: ClusterArgs, models: dict[str, DeploymentHandle]) -> None:
+        send_easel_logs_to_serve()
+        self._args = args
+        self._models = models
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        # Built on the replica, so database connections and the sweeper belong to this process.
+        return create_app(
+            self._args.server.settings(),
+            self._args.catalog(),
+            engine=DeploymentEngine(self._models),
+            # Ray Serve's proxy gives every request an x-request-id and sends it back.
+            proxy_sets_request_id=True,
+        )

@@ -1,0 +1,81 @@
+"""The model deployment: each replica holds one model's pipeline in Easel's own engine."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import ray
+from ray import serve
+
+from easel.catalog import Catalog, GenerationPlan, ModelSpec
+from easel.cluster.logs import send_easel_logs_to_serve
+from easel.engine.generate import GeneratedImage
+from easel.engine.timing import GenerationTiming
+from easel.engine.worker import Engine, ModelState
+
+
+@dataclass(frozen=True)
+class ReplicaOutput:
+    images: list[GeneratedImage]
+    replica: str  # which replica made them: deployment#id, process and node
+    timing: GenerationTiming
+
+
+@dataclass(frozen=True)
+class ReplicaState:
+    state: ModelState
+    load_seconds: float | None
+
+
+class ModelReplica:
+    """Runs the same `Engine` as `easel serve`, for one model, so its scheduling (batching, bounded
+    queue, cancellation) is the single-process one; Ray places, scales and restarts replicas."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        send_easel_logs_to_serve()
+        self._engine = Engine(Catalog([spec]))
+        self._engine.start()
+        context = serve.get_replica_context()
+        self.identity = (
+            f"{context.deployment}#{context.replica_id.unique_id} "
+            f"pid={os.getpid()} node={ray.util.get_node_ip_address()}"
+        )
+
+    async def generate(self, plan: GenerationPlan, seed: int | None = None) -> ReplicaOutput:
+        timing = GenerationTiming()
+        images = await self._engine.generate(plan, seed, timing=timing)
+        return ReplicaOutput(images, self.identity, timing)
+
+    def state(self) -> ReplicaState:
+        (state,) = self._engine.states().values()
+        (load_seconds,) = self._engine.load_seconds().values()
+        return ReplicaState(state, load_seconds)
+
+    def __del__(self) -> None:
+        self._engine.shutdown()
+
+
+def deployment_name(model: str) -> str:
+    # Ray reserves '#' in deployment names.
+    return "model:" + model.replace("#", "_")
+
+
+def model_deployment(spec: ModelSpec, cluster_has_gpus: bool) -> serve.Deployment:
+    """`ModelReplica` sized and scaled as the catalog entry's `deployment` block says."""
+    plan = spec.deployment
+    gpus = plan.gpus_per_replica
+    if gpus is None:
+        gpus = 1.0 if cluster_has_gpus else 0.0
+    return serve.deployment(
+        name=deployment_name(spec.name),
+        ray_actor_options={"num_cpus": plan.cpus_per_replica, "num_gpus": gpus},
+        autoscaling_config={
+            "min_replicas": plan.min_replicas,
+            "initial_replicas": max(plan.min_replicas, 1),
+            "max_replicas": plan.max_replicas,
+            "target_ongoing_requests": plan.target_ongoing_requests,
+        },
+        max_ongoing_requests=plan.max_ongoing_requests,
+        max_queued_requests=plan.max_queued_requests,
+    )(ModelReplica)

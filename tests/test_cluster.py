@@ -1,0 +1,240 @@
+"""Easel on Ray Serve, end to end: one local Ray instance (CPU) for the whole module, the app
+deployed by `easel cluster serve`, driven by the openai SDK, images in a local S3-compatible store.
+
+All Ray tests live here so the suite starts Ray once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import openai
+import pytest
+import ray
+import yaml
+from ray import serve
+
+from easel.cluster.engine_proxy import REPLICA_HEADER
+from tests.images import decode_b64, fetch
+from tests.s3 import BUCKET, S3Server
+from tests.server import create_key, free_port
+
+
+@dataclass
+class Cluster:
+    base_url: str
+    api_key: str
+
+    def client(self) -> openai.OpenAI:
+        return openai.OpenAI(
+            api_key=self.api_key, base_url=self.base_url + "/v1", max_retries=0, timeout=180
+        )
+
+
+def _catalog(tiny_sd: Path, tiny_sdxl: Path) -> dict[str, Any]:
+    return {
+        "models": {
+            # Two replicas; a few steps so requests last long enough to be caught mid-run.
+            "dall-e-2": {
+                "source": str(tiny_sd),
+                "qualities": {"standard": {"steps": 6, "guidance_scale": 0.0}},
+                "deployment": {
+                    "gpus_per_replica": 0,
+                    "cpus_per_replica": 0.5,
+                    "min_replicas": 2,
+                    "max_replicas": 2,
+                    "max_ongoing_requests": 4,
+                },
+            },
+            # One replica taking one request at a time with room for one more waiting: full fast.
+            "dall-e-3": {
+                "source": str(tiny_sdxl),
+                "deployment": {
+                    "cpus_per_replica": 0.25,
+                    "max_ongoing_requests": 1,
+                    "max_queued_requests": 1,
+                },
+            },
+            "broken": {"source": "/nonexistent/pipeline", "deployment": {"cpus_per_replica": 0}},
+        }
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path, tiny_sdxl: Path, s3: S3Server
+) -> Iterator[Cluster]:
+    data_dir = tmp_path_factory.mktemp("cluster-data")
+    config = data_dir / "catalog.yaml"
+    config.write_text(yaml.safe_dump(_catalog(tiny_sd, tiny_sdxl)))
+    api_key = create_key(data_dir)
+    with pytest.MonkeyPatch.context() as env:
+        # The Ray processes inherit the environment: the AWS settings reach the replicas.
+        for name, value in s3.env.items():
+            env.setenv(name, value)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            port = free_port()
+            deploy = subprocess.run(
+                [
+                    sys.executable, "-m", "easel", "cluster", "serve",
+                    "--address", ray.get_runtime_context().gcs_address, "--detach",
+                    "--host", "127.0.0.1", "--port", str(port),
+                    "--data-dir", str(data_dir), "--config", str(config),
+                    "--storage", f"s3://{BUCKET}/cluster", "--ingress-cpus", "0.25",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=400,
+            )
+            assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+            yield Cluster(f"http://127.0.0.1:{port}", api_key)
+        finally:
+            serve.shutdown()
+            ray.shutdown()
+
+
+def _small_image(client: openai.OpenAI, prompt: str) -> Any:
+    """One 256x256 dall-e-2 image, checked; returns the raw response (for its headers)."""
+    raw = client.images.with_raw_response.generate(
+        model="dall-e-2", prompt=prompt, size="256x256", response_format="b64_json"
+    )
+    assert decode_b64(raw.parse().data[0].b64_json or "").size == (256, 256)
+    return raw
+
+
+def _replica(response: Any) -> str:
+    """`model:dall-e-2#abc123 pid=... node=...` -> the replica's deployment#id."""
+    return str(response.headers[REPLICA_HEADER]).split()[0]
+
+
+def _pid(response: Any) -> int:
+    field = next(f for f in response.headers[REPLICA_HEADER].split() if f.startswith("pid="))
+    return int(field.removeprefix("pid="))
+
+
+def test_images_through_the_cluster_have_the_requested_sizes(cluster: Cluster, s3: S3Server) -> None:
+    client = cluster.client()
+    b64 = client.images.generate(
+        model="dall-e-2", prompt="a lighthouse", n=2, size="512x512", response_format="b64_json"
+    )
+    assert [decode_b64(d.b64_json or "").size for d in b64.data] == [(512, 512), (512, 512)]
+
+    result = client.images.generate(model="dall-e-3", prompt="a city", size="1792x1024")
+    url = result.data[0].url or ""
+    # Stored in the object store and fetched through its presigned URL.
+    assert url.startswith(f"{s3.endpoint}/{BUCKET}/cluster/")
+    assert "X-Amz-Signature=" in urlsplit(url).query
+    image = fetch(url)
+    assert image.size == (1792, 1024)
+    assert image.text["model"] == "dall-e-3"
+    assert result.data[0].revised_prompt and "a city" in result.data[0].revised_prompt
+
+
+def test_requests_are_served_by_both_replicas(cluster: Cluster) -> None:
+    client = cluster.client()
+
+    def one(i: int) -> str:
+        raw = _small_image(client, f"spread {i}")
+        # One request id, as from one machine (Ray's proxy and Easel agree on it).
+        assert len(raw.headers.get_list("x-request-id")) == 1
+        return _replica(raw)
+
+    with ThreadPoolExecutor(8) as pool:
+        replicas = set(pool.map(one, range(16)))
+    assert len(replicas) == 2, replicas
+    assert all(r.startswith("model:dall-e-2#") for r in replicas)
+
+
+def test_api_errors_come_back_in_openais_envelope(cluster: Cluster) -> None:
+    client = cluster.client()
+    # Raised by the ingress (validation) ...
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.images.generate(model="dall-e-3", prompt="a cat", n=2)
+    assert bad.value.code == "integer_above_max_value"
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(api_key="sk-wrong", base_url=cluster.base_url + "/v1", max_retries=0).models.list()
+    # ... and raised inside a model replica: the Easel error crosses the Ray boundary intact.
+    with pytest.raises(openai.InternalServerError) as unavailable:
+        client.images.generate(model="broken", prompt="a cat", size="256x256")
+    assert unavailable.value.status_code == 503
+    assert unavailable.value.code == "model_unavailable"
+    assert unavailable.value.response.headers["retry-after"] == "30"
+    assert "/nonexistent/pipeline" in unavailable.value.message
+
+
+def test_full_queue_answers_429_with_retry_after(cluster: Cluster) -> None:
+    def one(i: int) -> httpx.Response:
+        return httpx.post(
+            cluster.base_url + "/v1/images/generations",
+            json={"model": "dall-e-3", "prompt": f"queue {i}", "response_format": "b64_json"},
+            headers={"Authorization": f"Bearer {cluster.api_key}"},
+            timeout=180,
+        )
+
+    with ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(one, range(6)))
+    statuses = sorted(r.status_code for r in responses)
+    assert set(statuses) == {200, 429}, statuses
+    for response in responses:
+        if response.status_code == 429:
+            assert int(response.headers["retry-after"]) >= 1
+            error = response.json()["error"]
+            assert (error["type"], error["code"]) == ("requests", "server_busy")
+
+
+def test_killing_a_replica_mid_run_leaves_every_request_answered(cluster: Cluster) -> None:
+    client = cluster.client()
+    victim = _small_image(client, "who are you")
+    victim_replica, victim_pid = _replica(victim), _pid(victim)
+
+    def one(i: int) -> tuple[int, dict[str, Any], str, float]:
+        response = httpx.post(
+            cluster.base_url + "/v1/images/generations",
+            json={"model": "dall-e-2", "prompt": f"storm {i}", "n": 4, "size": "256x256",
+                  "response_format": "b64_json"},
+            headers={"Authorization": f"Bearer {cluster.api_key}"},
+            timeout=180,
+        )
+        replica = response.headers.get(REPLICA_HEADER, "")
+        return response.status_code, response.json(), replica, time.monotonic()
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(one, i) for i in range(8)]
+        time.sleep(0.5)  # both replicas are now generating
+        os.kill(victim_pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        answers = [future.result(timeout=180) for future in futures]
+
+    assert any(done_at > killed_at for _, _, _, done_at in answers), "the kill came after the run"
+    for status, body, replica, done_at in answers:
+        assert status in (200, 503), body
+        if status == 200:
+            assert len(body["data"]) == 4
+            # Requests that were on the dead replica were answered by the other one.
+            assert victim_replica not in replica or done_at < killed_at + 0.5
+        else:
+            assert body["error"]["code"] == "replica_unavailable"
+            assert "retry" in body["error"]["message"]
+    assert any(status == 200 for status, _, _, _ in answers)
+
+    # Ray starts a replacement replica; until it is up the survivor answers alone.
+    before = {victim_replica} | {replica.split()[0] for _, _, replica, _ in answers if replica}
+    deadline = time.monotonic() + 150
+    replacement = None
+    while replacement is None and time.monotonic() < deadline:
+        with ThreadPoolExecutor(4) as pool:
+            raws = list(pool.map(lambda i: _small_image(client, f"after the storm {i}"), range(4)))
+        replacement = next((_replica(r) for r in raws if _replica(r) not in before), None)
+    assert replacement is not None, "Ray did not replace the killed replica"

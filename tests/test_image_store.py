@@ -1,0 +1,53 @@
+"""The image store chosen by `--storage`, and the local store's URLs and sweep, in process."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from easel.settings import Settings
+from easel.storage.images import open_image_store
+from easel.storage.local_images import LocalImageStore
+
+
+def test_default_storage_is_the_data_directory(tmp_path: Path) -> None:
+    store = open_image_store(Settings(data_dir=tmp_path, storage=None))
+    assert isinstance(store, LocalImageStore)
+    assert store.directory == tmp_path / "images"
+
+
+def test_storage_can_be_another_directory(tmp_path: Path) -> None:
+    store = open_image_store(Settings(data_dir=tmp_path / "data", storage=str(tmp_path / "pngs")))
+    assert isinstance(store, LocalImageStore)
+    image_id = store.save(b"\x89PNG")
+    assert (tmp_path / "pngs" / f"{image_id}.png").read_bytes() == b"\x89PNG"
+
+
+def test_local_url_is_signed_for_the_lifetime(tmp_path: Path) -> None:
+    store = LocalImageStore(tmp_path, b"k" * 32, ttl_seconds=120)
+    image_id = store.save(b"\x89PNG")
+    url = store.url(image_id, "https://images.example.test")
+    parts = urlsplit(url)
+    assert url.startswith(f"https://images.example.test/files/images/{image_id}.png?")
+    query = parse_qs(parts.query)
+    assert 110 <= int(query["expires"][0]) - time.time() <= 130
+    assert store.open(image_id, query["expires"][0], query["signature"][0]).is_file()
+
+
+def test_local_sweep_deletes_only_images_past_their_lifetime(tmp_path: Path) -> None:
+    store = LocalImageStore(tmp_path, b"k" * 32, ttl_seconds=60)
+    old, fresh = store.save(b"old"), store.save(b"fresh")
+    two_minutes_ago = time.time() - 120
+    os.utime(tmp_path / f"{old}.png", (two_minutes_ago, two_minutes_ago))
+    assert store.sweep() == 1
+    assert not (tmp_path / f"{old}.png").exists()
+    assert (tmp_path / f"{fresh}.png").exists()
+
+
+def test_s3_storage_needs_a_bucket_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="expected s3://BUCKET"):
+        open_image_store(Settings(data_dir=tmp_path, storage="s3://"))
