@@ -64,6 +64,13 @@ class PayloadTooLargeError(InvalidRequestError):
     status_code = 413
 
 
+class RateLimitError(EaselError):
+    """429: the SDKs back off for `Retry-After` and try again."""
+
+    status_code = 429
+    error_type = "requests"
+
+
 class ServerError(EaselError):
     status_code = 500
     error_type = "server_error"
@@ -71,6 +78,11 @@ class ServerError(EaselError):
 
 class ServiceUnavailableError(EaselError):
     status_code = 503
+    error_type = "server_error"
+
+
+class DeadlineExceededError(EaselError):
+    status_code = 504
     error_type = "server_error"
 
 

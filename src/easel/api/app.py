@@ -17,6 +17,7 @@ from easel.api.images import router as images
 from easel.api.middleware import RequestContextMiddleware
 from easel.api.state import AppServices
 from easel.catalog import Catalog
+from easel.engine.scheduler import SchedulerConfig
 from easel.engine.worker import Engine
 from easel.settings import Settings
 from easel.storage.api_keys import KeyStore
@@ -32,10 +33,20 @@ def build_services(settings: Settings, catalog: Catalog) -> AppServices:
     return AppServices(
         settings=settings,
         catalog=catalog,
-        engine=Engine(catalog),
+        engine=Engine(catalog, config=scheduler_config(settings)),
         database=database,
         keys=KeyStore(database),
         images=ImageStore(settings.images_dir, settings.signing_secret(), settings.url_ttl_seconds),
+    )
+
+
+def scheduler_config(settings: Settings) -> SchedulerConfig:
+    return SchedulerConfig(
+        queue_images=settings.queue_images,
+        batch_images=settings.batch_images,
+        batch_pixels=settings.batch_pixels,
+        batch_wait_seconds=settings.batch_wait_ms / 1000,
+        deadline_seconds=settings.deadline_seconds or None,
     )
 
 

@@ -42,6 +42,35 @@ def serve(
         Optional[int],
         typer.Option("--url-ttl", help="Seconds an image URL stays valid (env EASEL_URL_TTL_SECONDS)."),
     ] = None,
+    queue_images: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Images that may wait per model; more get 429 (env EASEL_QUEUE_IMAGES, 64)."
+        ),
+    ] = None,
+    batch_images: Annotated[
+        Optional[int],
+        typer.Option(help="Most images in one pipeline call (env EASEL_BATCH_IMAGES, 8)."),
+    ] = None,
+    batch_pixels: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Most generated pixels in one pipeline call (env EASEL_BATCH_PIXELS, 8388608)."
+        ),
+    ] = None,
+    batch_wait_ms: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Longest wait for compatible requests when idle (env EASEL_BATCH_WAIT_MS, 5)."
+        ),
+    ] = None,
+    deadline: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Seconds a request may take before it is cancelled with 504; 0: none "
+            "(env EASEL_DEADLINE_SECONDS, 600)."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve the OpenAI-compatible API."""
@@ -53,6 +82,11 @@ def serve(
         "port": port,
         "public_base_url": public_base_url,
         "url_ttl_seconds": url_ttl,
+        "queue_images": queue_images,
+        "batch_images": batch_images,
+        "batch_pixels": batch_pixels,
+        "batch_wait_ms": batch_wait_ms,
+        "deadline_seconds": deadline,
     }
     for name, value in overrides.items():
         if value is not None:

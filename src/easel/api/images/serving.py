@@ -16,7 +16,7 @@ from easel.api.images.protocol import (
 )
 from easel.api.state import AppServices
 from easel.catalog import GenerationPlan
-from easel.encoding import encode_png
+from easel.encoding import encode_png_async
 from easel.engine.generate import GeneratedImage
 from easel.errors import invalid_value
 
@@ -38,7 +38,7 @@ async def create_images(
     )
     images = await services.engine.generate(plan)
     pngs = await asyncio.gather(
-        *(asyncio.to_thread(encode_png, image.pixels, png_text(plan, image)) for image in images)
+        *(encode_png_async(image.pixels, png_text(plan, image)) for image in images)
     )
     data = [
         await _deliver(services, png, response_format, base_url, plan.revised_prompt)
@@ -60,6 +60,7 @@ def png_text(plan: GenerationPlan, image: GeneratedImage) -> dict[str, str]:
         "quality": plan.quality,
         "style": plan.style or "",
         "generated_size": f"{image.generated_width}x{image.generated_height}",
+        "batch_images": str(image.batch_images),
         "Software": "Easel",
     }
 
