@@ -1,9 +1,9 @@
-"""Test-only fault injection: out-of-accelerator-memory at a chosen batch size.
+"""Test-only fault injection: out-of-accelerator-memory above a chosen batch size.
 
 A CPU machine cannot run out of GPU memory, so the tests of the split-and-retry path set
-`EASEL_TEST_OOM_AT_BATCH_IMAGES=N`: every pipeline call with N or more images then raises
-`torch.OutOfMemoryError` before it starts, exactly where a real one would surface. Unset (the
-default, and the only sensible production setting) it does nothing.
+`EASEL_TEST_OOM_AT_BATCH_PIXELS=N`: every pipeline call generating N or more pixels in all (images
+x width x height) then raises `torch.OutOfMemoryError` before it starts, where a real one would
+surface. Unset (the default, and the only sensible production setting) it does nothing.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import os
 
 import torch
 
-OOM_ENV = "EASEL_TEST_OOM_AT_BATCH_IMAGES"
+OOM_ENV = "EASEL_TEST_OOM_AT_BATCH_PIXELS"
 
 
-def check_injected_oom(batch_images: int) -> None:
+def check_injected_oom(images: int, width: int, height: int) -> None:
     threshold = os.environ.get(OOM_ENV)
-    if threshold and batch_images >= int(threshold):
+    if threshold and images * width * height >= int(threshold):
         raise torch.OutOfMemoryError(
-            f"injected by {OOM_ENV}={threshold} for a batch of {batch_images} images"
+            f"injected by {OOM_ENV}={threshold} for {images} images of {width}x{height}"
         )

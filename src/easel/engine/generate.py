@@ -63,7 +63,7 @@ def run_batch(
             negatives.append(plan.negative_prompt or "")
             seed = part.job.seed + index
             generators.append(torch.Generator(device=generator_device).manual_seed(seed))
-    check_injected_oom(len(prompts))
+    check_injected_oom(len(prompts), key.width, key.height)
     kwargs: dict[str, Any] = {
         "prompt": prompts,
         "num_images_per_prompt": 1,
