@@ -1,9 +1,10 @@
-"""The `easel` command line: `serve` and `keys`, each a sub-app of its own module."""
+"""The `easel` command line: `serve`, `keys` and `bench`, each in a module of its own."""
 
 from __future__ import annotations
 
 import typer
 
+from easel.cli.bench import bench
 from easel.cli.keys import keys_app
 from easel.cli.serve import serve
 
@@ -15,6 +16,7 @@ app = typer.Typer(
 )
 app.command()(serve)
 app.add_typer(keys_app, name="keys")
+app.command()(bench)
 
 
 def main() -> None:
