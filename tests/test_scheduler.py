@@ -55,6 +55,21 @@ def seeds(images: list[GeneratedImage]) -> list[int]:
     return [image.seed for image in images]
 
 
+def run_together(
+    run: asyncio.AbstractEventLoop, engine: Engine, plans: list[GenerationPlan], seed_step: int
+) -> list[list[GeneratedImage]]:
+    """Every plan at once (all are queued before the batcher first runs); request i is seeded with
+    i * seed_step. Shuts the engine down afterwards."""
+
+    async def scenario() -> list[list[GeneratedImage]]:
+        return await asyncio.gather(*(engine.generate(p, seed=seed_step * i) for i, p in enumerate(plans)))
+
+    try:
+        return run.run_until_complete(scenario())
+    finally:
+        engine.shutdown()
+
+
 def test_compatible_requests_share_one_pipeline_call(catalog: Catalog, run: asyncio.AbstractEventLoop) -> None:
     engine = make_engine(catalog)
     plans = [
@@ -62,15 +77,7 @@ def test_compatible_requests_share_one_pipeline_call(catalog: Catalog, run: asyn
         plan(catalog, prompt="two", n=1, size="512x512"),
         plan(catalog, prompt="three", n=3, size="1024x1024"),
     ]
-
-    async def scenario() -> list[list[GeneratedImage]]:
-        # All three are queued before the batcher first runs: one batch of 6 images.
-        return await asyncio.gather(*(engine.generate(p, seed=100 * i) for i, p in enumerate(plans)))
-
-    try:
-        results = run.run_until_complete(scenario())
-    finally:
-        engine.shutdown()
+    results = run_together(run, engine, plans, seed_step=100)
     assert [len(images) for images in results] == [2, 1, 3]
     assert seeds(results[0]) == [0, 1] and seeds(results[1]) == [100]
     assert seeds(results[2]) == [200, 201, 202]
@@ -88,14 +95,7 @@ def test_budget_and_incompatible_requests_make_separate_batches(
         plan(catalog, prompt="big", n=5),  # more than a batch: split over two batches
         plan(catalog, prompt="small", n=1),
     ]
-
-    async def scenario() -> list[list[GeneratedImage]]:
-        return await asyncio.gather(*(engine.generate(p, seed=10 * i) for i, p in enumerate(plans)))
-
-    try:
-        results = run.run_until_complete(scenario())
-    finally:
-        engine.shutdown()
+    results = run_together(run, engine, plans, seed_step=10)
     assert seeds(results[0]) == [0, 1, 2, 3, 4]
     assert seeds(results[1]) == [10]
     # 3 images of the oldest request first; then its last 2 with the second request (3 in all).
@@ -209,14 +209,7 @@ def test_out_of_memory_splits_the_batch(
     monkeypatch.setenv(OOM_ENV, str(3 * 256 * 256))
     engine = make_engine(catalog)
     plans = [plan(catalog, prompt="x", n=3), plan(catalog, prompt="y", n=2)]
-
-    async def scenario() -> list[list[GeneratedImage]]:
-        return await asyncio.gather(*(engine.generate(p, seed=10 * i) for i, p in enumerate(plans)))
-
-    try:
-        results = run.run_until_complete(scenario())
-    finally:
-        engine.shutdown()
+    results = run_together(run, engine, plans, seed_step=10)
     assert seeds(results[0]) == [0, 1, 2] and seeds(results[1]) == [10, 11]
     stats = engine.stats()["dall-e-2"]
     # 5 -> 2 + 3, then 3 -> 1 + 2: two splits, three calls that fit.
