@@ -13,33 +13,41 @@ from easel.engine.loader import load_pipeline
 WARMUP_CALLS = 2
 
 
-def run_sequential(workload: Workload, requests: int) -> list[float]:
-    """Seconds taken by each of `requests` pipeline calls of one image, made as a script using
-    diffusers directly would (default PIL output), on the device and dtype the server would pick."""
-    device = best_device()
-    pipe = load_pipeline(str(workload.pipeline_dir), device, dtype_for(device))
+class RawPipeline:
+    """The workload's pipeline, called as a script using diffusers directly would (one image per
+    call, default PIL output), on the device and dtype the server would pick."""
 
-    def call(seed: int) -> None:
-        generator = torch.Generator(device=device).manual_seed(seed)
-        pipe(
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+        self.device = best_device()
+        self.pipe = load_pipeline(str(workload.pipeline_dir), self.device, dtype_for(self.device))
+        self._seed = 0
+        self.run(WARMUP_CALLS)
+
+    def run(self, requests: int) -> list[float]:
+        """Seconds taken by each of `requests` sequential calls."""
+        latencies = []
+        for _ in range(requests):
+            begun = time.perf_counter()
+            self._call()
+            latencies.append(time.perf_counter() - begun)
+        return latencies
+
+    def close(self) -> None:
+        del self.pipe
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _call(self) -> None:
+        workload = self.workload
+        self._seed += 1
+        self.pipe(
             workload.prompt,
             num_inference_steps=workload.steps,
             guidance_scale=workload.guidance_scale,
             width=workload.side,
             height=workload.side,
-            generator=generator,
+            generator=torch.Generator(device=self.device).manual_seed(self._seed),
         )
-        if device.type == "cuda":
+        if self.device.type == "cuda":
             torch.cuda.synchronize()
-
-    for seed in range(WARMUP_CALLS):
-        call(seed)
-    latencies = []
-    for seed in range(requests):
-        begun = time.perf_counter()
-        call(seed)
-        latencies.append(time.perf_counter() - begun)
-    del pipe
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return latencies

@@ -32,31 +32,39 @@ def measure_workload(
     workload: Workload, levels: Sequence[int], requests_per_client: int, min_requests: int,
     raw_requests: int, root: Path, say: Say,
 ) -> dict[str, Any]:
-    # Half the raw calls before the Easel runs and half after, so a change in background load
-    # during the benchmark shows up in the baseline too (both halves are kept in the results).
-    half = max(1, raw_requests // 2)
-    say(f"[{workload.name}] raw diffusers, {half} sequential requests (first half)")
-    before = raw.run_sequential(workload, half)
+    """Raw blocks and Easel levels alternate (raw, level 1, raw, level 4, ...): each level's ratio
+    is taken against the raw blocks on either side of it, so both see the same background load
+    on a shared machine; all raw blocks together give the overall baseline."""
+    block = max(1, raw_requests // (len(levels) + 1))
+    raw_pipeline = raw.RawPipeline(workload)
+    blocks: list[list[float]] = []
+
+    def raw_block() -> None:
+        say(f"[{workload.name}] raw diffusers, {block} sequential requests")
+        blocks.append(raw_pipeline.run(block))
+        say(f"  {_rate(blocks[-1])} images/s")
+
     runs = []
-    with http_load.easel_server(workload, root / f"data-{workload.name}") as server:
-        for level in levels:
-            requests = max(min_requests, level * requests_per_client)
-            say(f"[{workload.name}] Easel over HTTP, {level} clients, {requests} requests")
-            run = http_load.run_clients(server, workload, level, requests)
-            run["concurrency"] = level
-            say(f"  {run['images_per_second']} images/s, p50 {run['p50_ms']} ms, "
-                f"p95 {run['p95_ms']} ms, mean batch {run['mean_batch_images']}")
-            runs.append(run)
-    say(f"[{workload.name}] raw diffusers, {half} sequential requests (second half)")
-    after = raw.run_sequential(workload, half)
-    baseline = RunSummary.of(before + after, len(before) + len(after), sum(before) + sum(after)).as_dict()
-    baseline["images_per_second_before"] = round(len(before) / sum(before), 3)
-    baseline["images_per_second_after"] = round(len(after) / sum(after), 3)
-    say(f"  raw: {baseline['images_per_second']} images/s (before {baseline['images_per_second_before']}, "
-        f"after {baseline['images_per_second_after']})")
-    for run in runs:
-        run["ratio_to_raw"] = round(run["images_per_second"] / baseline["images_per_second"], 3)
-        say(f"  {run['concurrency']} clients: {run['ratio_to_raw']}x raw")
+    try:
+        with http_load.easel_server(workload, root / f"data-{workload.name}") as server:
+            raw_block()
+            for level in levels:
+                requests = max(min_requests, level * requests_per_client)
+                say(f"[{workload.name}] Easel over HTTP, {level} clients, {requests} requests")
+                run = http_load.run_clients(server, workload, level, requests)
+                raw_block()
+                around = blocks[-2] + blocks[-1]
+                run["concurrency"] = level
+                run["raw_images_per_second_around"] = _rate(around)
+                run["ratio_to_raw"] = round(run["images_per_second"] / _rate(around), 3)
+                say(f"  {run['images_per_second']} images/s ({run['ratio_to_raw']}x raw), p50 "
+                    f"{run['p50_ms']} ms, p95 {run['p95_ms']} ms, mean batch {run['mean_batch_images']}")
+                runs.append(run)
+    finally:
+        raw_pipeline.close()
+    every = [latency for latencies in blocks for latency in latencies]
+    baseline = RunSummary.of(every, len(every), sum(every)).as_dict()
+    baseline["blocks_images_per_second"] = [_rate(latencies) for latencies in blocks]
     return {
         "name": workload.name,
         "pipeline": str(workload.pipeline_dir.name),
@@ -66,6 +74,10 @@ def measure_workload(
         "raw": baseline,
         "easel": runs,
     }
+
+
+def _rate(latencies: list[float]) -> float:
+    return round(len(latencies) / sum(latencies), 3)
 
 
 def targets(results: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,9 @@ def bench(
         int, typer.Option(help="Requests each client sends at every concurrency level.")
     ] = 4,
     min_requests: Annotated[int, typer.Option(help="At least this many requests per level.")] = 48,
-    raw_requests: Annotated[int, typer.Option(help="Sequential calls of the raw pipeline.")] = 48,
+    raw_requests: Annotated[
+        int, typer.Option(help="Sequential raw pipeline calls in all, spread over blocks between levels.")
+    ] = 60,
     gpu: Annotated[
         bool, typer.Option(help="On CUDA, also the SD 1.5 and SDXL architectures (with MFU).")
     ] = True,

@@ -101,6 +101,7 @@ class BatchScheduler:
         self._task: asyncio.Task[None] | None = None
         self._last_arrival: float | None = None
         self._arrival_gap = math.inf
+        self._last_batch_requests = 0
         self._images_per_second: float | None = None
 
     @property
@@ -213,14 +214,11 @@ class BatchScheduler:
         self._pending.clear()
 
     async def _wait_for_company(self) -> None:
-        """Wait a few milliseconds for compatible requests, but only when arrivals are frequent
-        enough that one is likely to come: a lone client never pays the wait."""
+        """Wait a few milliseconds for more requests, but only while company is likely. A lone
+        client never pays the wait."""
         assert self._wakeup is not None
-        wait = self.config.batch_wait_seconds
-        if wait <= 0 or self._arrival_gap > wait:
-            return
-        until = self._pending[0].enqueued_at + wait
-        while self._pending and self.queued_images < self.config.batch_images:
+        until = self._pending[0].enqueued_at + self.config.batch_wait_seconds
+        while self._pending and self.queued_images < self.config.batch_images and self._company_likely():
             remaining = until - time.monotonic()
             if remaining <= 0:
                 return
@@ -229,6 +227,14 @@ class BatchScheduler:
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
             except TimeoutError:
                 return
+
+    def _company_likely(self) -> bool:
+        """Requests arrive more often than the wait, or the last batch served more clients than
+        are waiting now (their next requests are on the way)."""
+        return (
+            self._arrival_gap <= self.config.batch_wait_seconds
+            or len(self._pending) < self._last_batch_requests
+        )
 
     def _key(self, pipe: DiffusionPipeline, job: Job) -> BatchKey:
         plan = job.plan
@@ -261,6 +267,7 @@ class BatchScheduler:
     ) -> None:
         images = batch_images(parts)
         self._running_images = images
+        self._last_batch_requests = len({part.job for part in parts})
         started = time.monotonic()
         try:
             outcome = await loop.run_in_executor(self._executor, self._attempt, pipe, key, parts)

@@ -42,14 +42,18 @@ async def _unless_disconnected(
 ) -> ImagesResponse | None:
     """The work's result, or None once the client has gone: then the work is cancelled, which
     takes the request out of the engine's queue or lets its batch stop early."""
-    while True:
-        done, _ = await asyncio.wait({work}, timeout=DISCONNECT_POLL_SECONDS)
-        if done:
-            return work.result()
-        if await request.is_disconnected():
-            log.info("client disconnected; cancelling its generation")
-            work.cancel()
-            return None
+    try:
+        while True:
+            done, _ = await asyncio.wait({work}, timeout=DISCONNECT_POLL_SECONDS)
+            if done:
+                return work.result()
+            if await request.is_disconnected():
+                log.info("client disconnected; cancelling its generation")
+                work.cancel()
+                return None
+    except asyncio.CancelledError:  # the server is shutting down: take the work with us
+        work.cancel()
+        raise
 
 
 def public_base_url(request: Request) -> str:
