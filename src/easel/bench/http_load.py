@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,17 +99,38 @@ def _body(workload: Workload) -> dict[str, Any]:
     return {"model": MODEL, "prompt": workload.prompt, "response_format": "b64_json"}
 
 
-def run_clients(server: Server, workload: Workload, concurrency: int, requests: int) -> dict[str, Any]:
+@dataclass
+class LoadRun:
+    """What the clients saw: one latency per request, one batch size per image received."""
+
+    latencies: list[float] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=list)
+    failures: dict[int, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def add(self, other: LoadRun) -> None:
+        self.latencies += other.latencies
+        self.batch_sizes += other.batch_sizes
+        for status, count in other.failures.items():
+            self.failures[status] = self.failures.get(status, 0) + count
+        self.seconds += other.seconds
+
+    def summary(self) -> dict[str, Any]:
+        result = RunSummary.of(self.latencies, len(self.batch_sizes), self.seconds).as_dict()
+        result["failures"] = self.failures
+        result["mean_batch_images"] = round(sum(self.batch_sizes) / max(1, len(self.batch_sizes)), 2)
+        return result
+
+
+def run_clients(server: Server, workload: Workload, concurrency: int, requests: int) -> LoadRun:
     """`requests` requests spread over `concurrency` clients that each send the next request as
     soon as the previous one is answered."""
     return asyncio.run(_run_clients(server, workload, concurrency, requests))
 
 
-async def _run_clients(server: Server, workload: Workload, concurrency: int, requests: int) -> dict[str, Any]:
+async def _run_clients(server: Server, workload: Workload, concurrency: int, requests: int) -> LoadRun:
     remaining = requests
-    latencies: list[float] = []
-    batch_sizes: list[int] = []
-    failures: dict[int, int] = {}
+    run = LoadRun()
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     headers = {"Authorization": f"Bearer {server.key}"}
     async with httpx.AsyncClient(base_url=server.base_url, limits=limits, timeout=600, headers=headers) as http:
@@ -120,20 +141,17 @@ async def _run_clients(server: Server, workload: Workload, concurrency: int, req
                 remaining -= 1
                 begun = time.perf_counter()
                 response = await http.post("/v1/images/generations", json=_body(workload))
-                latencies.append(time.perf_counter() - begun)
+                run.latencies.append(time.perf_counter() - begun)
                 if response.status_code != 200:
-                    failures[response.status_code] = failures.get(response.status_code, 0) + 1
+                    run.failures[response.status_code] = run.failures.get(response.status_code, 0) + 1
                     continue
                 png = base64.b64decode(response.json()["data"][0]["b64_json"])
-                batch_sizes.append(int(png_text(png).get("batch_images", "1")))
+                run.batch_sizes.append(int(png_text(png).get("batch_images", "1")))
 
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(concurrency)))
-        seconds = time.perf_counter() - started
-    summary = RunSummary.of(latencies, len(batch_sizes), seconds).as_dict()
-    summary["failures"] = failures
-    summary["mean_batch_images"] = round(sum(batch_sizes) / max(1, len(batch_sizes)), 2)
-    return summary
+        run.seconds = time.perf_counter() - started
+    return run
 
 
 def png_text(png: bytes) -> dict[str, str]:

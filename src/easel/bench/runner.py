@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,6 +17,9 @@ from easel.bench.workload import Workload
 from easel.devtools.tiny_pipelines import build_tiny_sd
 
 Say = Callable[[str], None]
+
+# Parts each concurrency level is run in, with raw blocks between them.
+SEGMENTS = 4
 
 # Targets from the issue, checked (not asserted) in the results.
 TARGET_RATIO_AT_1 = 0.95
@@ -32,39 +36,37 @@ def measure_workload(
     workload: Workload, levels: Sequence[int], requests_per_client: int, min_requests: int,
     raw_requests: int, root: Path, say: Say,
 ) -> dict[str, Any]:
-    """Raw blocks and Easel levels alternate (raw, level 1, raw, level 4, ...): each level's ratio
-    is taken against the raw blocks on either side of it, so both see the same background load
-    on a shared machine; all raw blocks together give the overall baseline."""
-    block = max(1, raw_requests // (len(levels) + 1))
+    """Each level runs in SEGMENTS parts with a block of raw calls before, between and after
+    them, and its ratio is taken against those blocks: on a shared machine whose background load
+    changes by the minute, both sides then see the same conditions."""
+    raw_per_block = max(1, raw_requests // (len(levels) * (SEGMENTS + 1)))
     raw_pipeline = raw.RawPipeline(workload)
-    blocks: list[list[float]] = []
-
-    def raw_block() -> None:
-        say(f"[{workload.name}] raw diffusers, {block} sequential requests")
-        blocks.append(raw_pipeline.run(block))
-        say(f"  {_rate(blocks[-1])} images/s")
-
+    every_raw: list[float] = []
     runs = []
     try:
         with http_load.easel_server(workload, root / f"data-{workload.name}") as server:
-            raw_block()
             for level in levels:
                 requests = max(min_requests, level * requests_per_client)
-                say(f"[{workload.name}] Easel over HTTP, {level} clients, {requests} requests")
-                run = http_load.run_clients(server, workload, level, requests)
-                raw_block()
-                around = blocks[-2] + blocks[-1]
+                per_segment = max(level, math.ceil(requests / SEGMENTS))
+                say(f"[{workload.name}] {level} clients: {SEGMENTS} x {per_segment} requests over HTTP, "
+                    f"{SEGMENTS + 1} x {raw_per_block} raw calls around them")
+                easel_load = http_load.LoadRun()
+                raw_latencies = raw_pipeline.run(raw_per_block)
+                for _ in range(SEGMENTS):
+                    easel_load.add(http_load.run_clients(server, workload, level, per_segment))
+                    raw_latencies += raw_pipeline.run(raw_per_block)
+                every_raw += raw_latencies
+                run = easel_load.summary()
                 run["concurrency"] = level
-                run["raw_images_per_second_around"] = _rate(around)
-                run["ratio_to_raw"] = round(run["images_per_second"] / _rate(around), 3)
-                say(f"  {run['images_per_second']} images/s ({run['ratio_to_raw']}x raw), p50 "
-                    f"{run['p50_ms']} ms, p95 {run['p95_ms']} ms, mean batch {run['mean_batch_images']}")
+                run["raw_images_per_second_around"] = _rate(raw_latencies)
+                run["ratio_to_raw"] = round(run["images_per_second"] / _rate(raw_latencies), 3)
+                say(f"  {run['images_per_second']} images/s vs raw {_rate(raw_latencies)}: "
+                    f"{run['ratio_to_raw']}x; p50 {run['p50_ms']} ms, p95 {run['p95_ms']} ms, "
+                    f"mean batch {run['mean_batch_images']}")
                 runs.append(run)
     finally:
         raw_pipeline.close()
-    every = [latency for latencies in blocks for latency in latencies]
-    baseline = RunSummary.of(every, len(every), sum(every)).as_dict()
-    baseline["blocks_images_per_second"] = [_rate(latencies) for latencies in blocks]
+    baseline = RunSummary.of(every_raw, len(every_raw), sum(every_raw)).as_dict()
     return {
         "name": workload.name,
         "pipeline": str(workload.pipeline_dir.name),
