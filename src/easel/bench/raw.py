@@ -33,6 +33,13 @@ class RawPipeline:
             latencies.append(time.perf_counter() - begun)
         return latencies
 
+    def run_for(self, seconds: float) -> list[float]:
+        """Sequential calls until `seconds` have passed (at least one call)."""
+        latencies = self.run(1)
+        while sum(latencies) < seconds:
+            latencies += self.run(1)
+        return latencies
+
     def close(self) -> None:
         del self.pipe
         if self.device.type == "cuda":

@@ -36,10 +36,11 @@ def measure_workload(
     workload: Workload, levels: Sequence[int], requests_per_client: int, min_requests: int,
     raw_requests: int, root: Path, say: Say,
 ) -> dict[str, Any]:
-    """Each level runs in SEGMENTS parts with a block of raw calls before, between and after
-    them, and its ratio is taken against those blocks: on a shared machine whose background load
-    changes by the minute, both sides then see the same conditions."""
-    raw_per_block = max(1, raw_requests // (len(levels) * (SEGMENTS + 1)))
+    """Each level runs in SEGMENTS parts with raw calls before, between and after them, each raw
+    block lasting as long as the Easel part before it, and its ratio is taken against those blocks:
+    on a shared machine whose background load changes by the minute, both sides then sample the
+    same conditions for the same time."""
+    raw_per_block = raw_requests
     raw_pipeline = raw.RawPipeline(workload)
     every_raw: list[float] = []
     runs = []
@@ -49,12 +50,13 @@ def measure_workload(
                 requests = max(min_requests, level * requests_per_client)
                 per_segment = max(level, math.ceil(requests / SEGMENTS))
                 say(f"[{workload.name}] {level} clients: {SEGMENTS} x {per_segment} requests over HTTP, "
-                    f"{SEGMENTS + 1} x {raw_per_block} raw calls around them")
+                    f"raw calls around them")
                 easel_load = http_load.LoadRun()
                 raw_latencies = raw_pipeline.run(raw_per_block)
                 for _ in range(SEGMENTS):
-                    easel_load.add(http_load.run_clients(server, workload, level, per_segment))
-                    raw_latencies += raw_pipeline.run(raw_per_block)
+                    segment = http_load.run_clients(server, workload, level, per_segment)
+                    easel_load.add(segment)
+                    raw_latencies += raw_pipeline.run_for(segment.seconds)
                 every_raw += raw_latencies
                 run = easel_load.summary()
                 run["concurrency"] = level

@@ -27,8 +27,9 @@ def bench(
     ] = 4,
     min_requests: Annotated[int, typer.Option(help="At least this many requests per level.")] = 48,
     raw_requests: Annotated[
-        int, typer.Option(help="Sequential raw pipeline calls in all, spread over blocks between levels.")
-    ] = 60,
+        int, typer.Option(help="Raw pipeline calls before each level's first part (later blocks last as long as "
+            "the Easel part before them).")
+    ] = 4,
     gpu: Annotated[
         bool, typer.Option(help="On CUDA, also the SD 1.5 and SDXL architectures (with MFU).")
     ] = True,
