@@ -3,6 +3,8 @@ a PostgreSQL server."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +25,19 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_sdxl(tmp_path_factory.mktemp("pipelines") / "tiny-sdxl")
+
+
+@pytest.fixture(scope="session")
+def broken_scheduler_pipeline(tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pipeline that loads but fails when run: its scheduler has fewer training timesteps than
+    the steps the catalog asks for, which diffusers refuses at call time."""
+    copy = tmp_path_factory.mktemp("broken") / "pipeline"
+    shutil.copytree(tiny_sd, copy)
+    config_path = copy / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_path.read_text())
+    config["num_train_timesteps"] = 1
+    config_path.write_text(json.dumps(config))
+    return copy
 
 
 @pytest.fixture(scope="session")

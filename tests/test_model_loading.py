@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,19 +12,6 @@ import pytest
 
 from tests.images import fetch
 from tests.server import RunningServer, create_key, start_server
-
-
-@pytest.fixture(scope="module")
-def broken_scheduler_pipeline(tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A pipeline that loads but fails when run: its scheduler has fewer training timesteps than
-    the steps the catalog asks for, which diffusers refuses at call time."""
-    copy = tmp_path_factory.mktemp("broken") / "pipeline"
-    shutil.copytree(tiny_sd, copy)
-    config_path = copy / "scheduler" / "scheduler_config.json"
-    config = json.loads(config_path.read_text())
-    config["num_train_timesteps"] = 1
-    config_path.write_text(json.dumps(config))
-    return copy
 
 
 @pytest.fixture(scope="module")

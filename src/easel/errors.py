@@ -88,6 +88,11 @@ class ServiceUnavailableError(EaselError):
     error_type = "server_error"
 
 
+class DeadlineExceededError(EaselError):
+    status_code = 504
+    error_type = "server_error"
+
+
 def quote_list(values: Iterable[str]) -> str:
     """OpenAI's way of listing allowed values: 'a', 'b', and 'c'."""
     quoted = [f"'{v}'" for v in values]

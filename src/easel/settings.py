@@ -32,6 +32,11 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
 @dataclass
 class Settings:
     """Everything a server instance is configured with. Built once in the CLI, never at import."""
@@ -62,6 +67,17 @@ class Settings:
     )
     # None: <data-dir>/images. `s3://bucket/prefix`: an S3-compatible bucket. Else a directory.
     storage: str | None = field(default_factory=lambda: os.environ.get("EASEL_STORAGE") or None)
+    # Per model: images waiting before new requests get 429, and the pipeline-call budget.
+    queue_images: int = field(default_factory=lambda: _env_int("EASEL_QUEUE_IMAGES", 64))
+    batch_images: int = field(default_factory=lambda: _env_int("EASEL_BATCH_IMAGES", 8))
+    batch_pixels: int = field(
+        default_factory=lambda: _env_int("EASEL_BATCH_PIXELS", 8 * 1024 * 1024)
+    )
+    batch_wait_ms: float = field(default_factory=lambda: _env_float("EASEL_BATCH_WAIT_MS", 5.0))
+    # 0 means no deadline.
+    deadline_seconds: float = field(
+        default_factory=lambda: _env_float("EASEL_DEADLINE_SECONDS", 600.0)
+    )
 
     @property
     def images_dir(self) -> Path:
@@ -82,6 +98,10 @@ class Settings:
             raise ValueError("the URL lifetime must be at least one second")
         if self.max_body_bytes < 1024:
             raise ValueError("the request body limit must be at least 1024 bytes")
+        if self.queue_images < 1 or self.batch_images < 1 or self.batch_pixels < 1:
+            raise ValueError("the queue size and the batch budgets must be at least 1")
+        if self.batch_wait_ms < 0 or self.deadline_seconds < 0:
+            raise ValueError("the batch wait and the deadline cannot be negative")
         if self.public_base_url and not self.public_base_url.startswith(("http://", "https://")):
             raise ValueError("the public base URL must start with http:// or https://")
         if self.admin_key is not None:

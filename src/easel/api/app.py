@@ -17,6 +17,7 @@ from easel.api.images import router as images
 from easel.api.middleware import RequestContextMiddleware
 from easel.api.state import AppServices, ImageEngine
 from easel.catalog import Catalog
+from easel.engine.scheduler import SchedulerConfig
 from easel.engine.worker import Engine
 from easel.limits.limiter import Limiter
 from easel.observability import metrics
@@ -42,7 +43,9 @@ def build_services(
     return AppServices(
         settings=settings,
         catalog=catalog,
-        engine=engine if engine is not None else Engine(catalog),
+        engine=engine
+        if engine is not None
+        else Engine(catalog, config=SchedulerConfig.from_settings(settings)),
         database=database,
         keys=KeyStore(database),
         images=images,
@@ -50,6 +53,7 @@ def build_services(
         usage=usage,
         usage_writer=UsageWriter(usage),
     )
+
 
 
 async def _sweep_forever(store: ImageStore, interval: float) -> None:

@@ -1,10 +1,11 @@
-"""The `easel` command line: `serve`, `generate`, `keys`, `models`, `usage`, `db` and `cluster`, each
-in its own module."""
+"""The `easel` command line: `serve`, `generate`, `keys`, `models`, `usage`, `db`, `cluster` and
+`bench`, each in its own module."""
 
 from __future__ import annotations
 
 import typer
 
+from easel.cli.bench import bench
 from easel.cli.cluster import cluster_app
 from easel.cli.db import db_app
 from easel.cli.generate import generate
@@ -26,6 +27,7 @@ app.command()(usage)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(cluster_app, name="cluster")
+app.command()(bench)
 
 
 def main() -> None:

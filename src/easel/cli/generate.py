@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -20,13 +22,13 @@ from rich.progress import (
 )
 
 from easel.api.images.protocol import CreateImageRequest
-from easel.catalog import GenerationPlan, ModelSpec
+from easel.catalog import Catalog, GenerationPlan, ModelSpec
 from easel.cli.models import build_catalog
 from easel.cli.options import ConfigOption, ModelSourceOption
 from easel.encoding import encode_png, png_text
-from easel.engine.device import best_device, dtype_for
-from easel.engine.generate import GeneratedImage, draw_seed, run_plan
-from easel.engine.loader import ModelLoadError, load_pipeline
+from easel.engine.generate import GeneratedImage
+from easel.engine.scheduler import SchedulerConfig
+from easel.engine.worker import Engine
 from easel.errors import EaselError
 
 err = Console(stderr=True)
@@ -59,8 +61,18 @@ def generate(
         err.print(f"[red]easel generate: {option}{exc.message}[/red]")
         raise typer.Exit(2) from exc
     plan = job.plan
-    pipe = _load(catalog.get(plan.model))
-    images = _run(pipe, plan, job.seed if job.seed is not None else draw_seed())
+    # The engine logs faults with tracebacks for server operators; here the command reports them
+    # itself, in one line.
+    engine_log = logging.getLogger("easel")
+    engine_log.addHandler(logging.NullHandler())
+    engine_log.propagate = False
+    # The server's engine, scheduler included; no deadline: the user is watching the progress bar.
+    engine = Engine(Catalog([catalog.get(plan.model)]), config=SchedulerConfig(deadline_seconds=None))
+    try:
+        pipe = _load(engine, catalog.get(plan.model))
+        images = _run(engine, pipe, plan, job.seed)
+    finally:
+        engine.shutdown()
     try:
         out.mkdir(parents=True, exist_ok=True)
         paths = write_pngs(images, plan, out)
@@ -71,19 +83,20 @@ def generate(
         typer.echo(str(path))
 
 
-def _load(spec: ModelSpec) -> DiffusionPipeline:
-    device = best_device()
+def _load(engine: Engine, spec: ModelSpec) -> DiffusionPipeline:
     # Our progress bar is the one over denoising steps; diffusers' loading bars would interleave.
     diffusers_logging.disable_progress_bar()
-    with err.status(f"Loading {spec.name} from {spec.source} on {device.type} ..."):
+    with err.status(f"Loading {spec.name} from {spec.source} on {engine.device.type} ..."):
         try:
-            return load_pipeline(spec.source, device, dtype_for(device))
-        except ModelLoadError as exc:
-            err.print(f"[red]easel generate: {spec.name}: {exc}[/red]")
+            return engine.pipeline(spec.name)
+        except EaselError as exc:
+            err.print(f"[red]easel generate: {exc.message}[/red]")
             raise typer.Exit(1) from exc
 
 
-def _run(pipe: DiffusionPipeline, plan: GenerationPlan, seed: int) -> list[GeneratedImage]:
+def _run(
+    engine: Engine, pipe: DiffusionPipeline, plan: GenerationPlan, seed: int | None
+) -> list[GeneratedImage]:
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -97,7 +110,7 @@ def _run(pipe: DiffusionPipeline, plan: GenerationPlan, seed: int) -> list[Gener
         # The instance attribute shadows the method for this one pipeline object only.
         pipe.progress_bar = _StepProgress(progress, task)  # type: ignore[attr-defined]
         try:
-            return run_plan(pipe, plan, seed)
+            return asyncio.run(engine.generate(plan, seed))
         except Exception as exc:  # a pipeline that fails mid-way: say so, no traceback
             reason = f"{type(exc).__name__}: {exc}"
             err.print(f"[red]easel generate: the {plan.model} pipeline failed: {reason}[/red]")

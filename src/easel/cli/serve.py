@@ -53,6 +53,35 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    queue_images: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Images that may wait per model; more get 429 (env EASEL_QUEUE_IMAGES, 64)."
+        ),
+    ] = None,
+    batch_images: Annotated[
+        Optional[int],
+        typer.Option(help="Most images in one pipeline call (env EASEL_BATCH_IMAGES, 8)."),
+    ] = None,
+    batch_pixels: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Most generated pixels in one pipeline call (env EASEL_BATCH_PIXELS, 8388608)."
+        ),
+    ] = None,
+    batch_wait_ms: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Longest wait for compatible requests when idle (env EASEL_BATCH_WAIT_MS, 5)."
+        ),
+    ] = None,
+    deadline: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Seconds a request may take before it is cancelled with 504; 0: none "
+            "(env EASEL_DEADLINE_SECONDS, 600)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible API. The admin API is enabled by EASEL_ADMIN_KEY."""
     settings = settings_with(
@@ -65,6 +94,11 @@ def serve(
         database_url=database_url,
         log_format=log_format,
         log_prompts=log_prompts,
+        queue_images=queue_images,
+        batch_images=batch_images,
+        batch_pixels=batch_pixels,
+        batch_wait_ms=batch_wait_ms,
+        deadline_seconds=deadline,
     )
     configure_logging(log_level, settings.log_format)
     # Imported here so `easel keys`, `usage` and `db` start without loading PyTorch.

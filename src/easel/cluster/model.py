@@ -11,8 +11,10 @@ from ray import serve
 from easel.catalog import Catalog, GenerationPlan, ModelSpec
 from easel.cluster.logs import send_easel_logs_to_serve
 from easel.engine.generate import GeneratedImage
+from easel.engine.scheduler import SchedulerConfig
 from easel.engine.timing import GenerationTiming
 from easel.engine.worker import Engine, ModelState
+from easel.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,8 @@ class ModelReplica:
 
     def __init__(self, spec: ModelSpec) -> None:
         send_easel_logs_to_serve()
-        self._engine = Engine(Catalog([spec]))
+        # The replica's EASEL_* environment sizes its queue and batches, as for `easel serve`.
+        self._engine = Engine(Catalog([spec]), config=SchedulerConfig.from_settings(Settings()))
         self._engine.start()
         context = serve.get_replica_context()
         self.identity = (

@@ -1,17 +1,21 @@
-"""One pipeline call for a plan: n images in one batch, returned as uint8 pixels at the requested size."""
+"""One pipeline call for a batch of images from one or more requests, returned as uint8 pixels."""
 
 from __future__ import annotations
 
 import inspect
 import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
-from easel.catalog import GenerationPlan
-from easel.engine.resolution import generation_size
+from easel.engine.faults import check_injected_oom
+
+if TYPE_CHECKING:
+    from easel.engine.jobs import BatchKey, Part
 
 MAX_SEED = 2**32 - 1
 
@@ -22,38 +26,92 @@ class GeneratedImage:
     seed: int
     generated_width: int
     generated_height: int
+    batch_images: int = 1  # images in the pipeline call that made this one
+
+
+class BatchAbandoned(Exception):
+    """Raised from the step callback when every request of the running batch has gone away."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"abandoned after step {step}")
+        self.step = step
 
 
 def draw_seed() -> int:
     return secrets.randbelow(MAX_SEED - 16)
 
 
-def run_plan(pipe: DiffusionPipeline, plan: GenerationPlan, seed: int) -> list[GeneratedImage]:
-    """Run the pipeline once for all `plan.n` images; image i is seeded with `seed + i`."""
-    width, height = generation_size(pipe, plan.width, plan.height)
+def run_batch(
+    pipe: DiffusionPipeline,
+    key: BatchKey,
+    parts: Sequence[Part],
+    abandoned: Callable[[], bool],
+) -> list[list[GeneratedImage]]:
+    """Run the pipeline once for every image of `parts`; image i of a job is seeded with seed + i.
+
+    Returns each part's images at its own job's requested size. Raises `BatchAbandoned` at the
+    first step boundary after `abandoned()` turns true.
+    """
+    prompts: list[str] = []
+    negatives: list[str] = []
+    generators: list[torch.Generator] = []
     generator_device = "cpu" if pipe.device.type == "mps" else pipe.device
-    generators = [
-        torch.Generator(device=generator_device).manual_seed(seed + i) for i in range(plan.n)
-    ]
-    kwargs: dict[str, object] = {
-        "prompt": plan.prompt,
-        "num_images_per_prompt": plan.n,
-        "num_inference_steps": plan.steps,
-        "guidance_scale": plan.guidance_scale,
-        "width": width,
-        "height": height,
+    for part in parts:
+        plan = part.job.plan
+        for index in range(part.first, part.first + part.count):
+            prompts.append(plan.prompt)
+            negatives.append(plan.negative_prompt or "")
+            seed = part.job.seed + index
+            generators.append(torch.Generator(device=generator_device).manual_seed(seed))
+    check_injected_oom(len(prompts), key.width, key.height)
+    kwargs: dict[str, Any] = {
+        "prompt": prompts,
+        "num_images_per_prompt": 1,
+        "num_inference_steps": key.steps,
+        "guidance_scale": key.guidance_scale,
+        "width": key.width,
+        "height": key.height,
         "generator": generators,
         "output_type": "pt",
     }
-    if plan.negative_prompt is not None and _accepts(pipe, "negative_prompt"):
-        kwargs["negative_prompt"] = plan.negative_prompt
+    if key.has_negative_prompt and _accepts(pipe, "negative_prompt"):
+        kwargs["negative_prompt"] = negatives
+    if _accepts(pipe, "callback_on_step_end"):
+        kwargs["callback_on_step_end"] = _stop_when(abandoned)
     with torch.inference_mode():
         images = pipe(**kwargs).images
-    pixels = to_uint8(images, plan.width, plan.height)
-    return [
-        GeneratedImage(pixels=p, seed=seed + i, generated_width=width, generated_height=height)
-        for i, p in enumerate(pixels)
-    ]
+    results: list[list[GeneratedImage]] = []
+    offset = 0
+    for part in parts:
+        plan = part.job.plan
+        pixels = to_uint8(images[offset : offset + part.count], plan.width, plan.height)
+        offset += part.count
+        results.append(
+            [
+                GeneratedImage(
+                    pixels=p,
+                    seed=part.job.seed + part.first + i,
+                    generated_width=key.width,
+                    generated_height=key.height,
+                    batch_images=len(prompts),
+                )
+                for i, p in enumerate(pixels)
+            ]
+        )
+    return results
+
+
+def _stop_when(abandoned: Callable[[], bool]) -> Callable[..., dict[str, Any]]:
+    # Raising (rather than setting the pipeline's `_interrupt`) also skips the VAE decode, which
+    # the pipelines still run after an interrupted loop: nothing more is spent on the batch.
+    def callback(
+        _pipe: DiffusionPipeline, step: int, _timestep: object, tensors: dict[str, Any]
+    ) -> dict[str, Any]:
+        if abandoned():
+            raise BatchAbandoned(step + 1)
+        return tensors
+
+    return callback
 
 
 def to_uint8(images: torch.Tensor, width: int, height: int) -> list[np.ndarray]:

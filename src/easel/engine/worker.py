@@ -1,10 +1,8 @@
-"""The engine: one worker per catalog model, which loads its pipeline once and runs generations."""
+"""The engine: one worker per catalog model, which loads its pipeline once and batches requests."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
@@ -14,17 +12,18 @@ from diffusers import DiffusionPipeline
 
 from easel.catalog import Catalog, GenerationPlan, ModelSpec
 from easel.engine.device import best_device, dtype_for
-from easel.engine.generate import GeneratedImage, draw_seed, run_plan
+from easel.engine.generate import GeneratedImage, draw_seed
 from easel.engine.loader import ModelLoadError, load_pipeline
+from easel.engine.scheduler import BatchScheduler, SchedulerConfig
 from easel.engine.timing import GenerationTiming
 from easel.errors import ServiceUnavailableError
-from easel.observability.metrics import observe_batch_size, set_queue_depth
 
 log = logging.getLogger(__name__)
 
 # After a failed load, a new request tries again only after this many seconds, so a model with
 # missing weights answers 503 at once instead of re-attempting a slow download on every request.
 RELOAD_BACKOFF_SECONDS = 30.0
+
 
 class ModelState(str, Enum):
     LOADING = "loading"
@@ -33,63 +32,58 @@ class ModelState(str, Enum):
 
 
 class ModelWorker:
-    """Holds one model's pipeline; a single thread loads it and then runs its generations in order,
-    so a request that arrives during loading simply waits behind the load."""
+    """Holds one model's pipeline and its queue; a single thread loads the pipeline and then runs
+    its batches in turn, so requests that arrive during loading simply wait behind the load."""
 
     def __init__(
         self,
         spec: ModelSpec,
         device: torch.device,
         dtype: torch.dtype,
+        config: SchedulerConfig,
     ) -> None:
         self.spec = spec
         self.device = device
         self.dtype = dtype
+        self.config = config
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"easel-{spec.name}")
+        self.scheduler = BatchScheduler(spec.name, config, self._executor, self._loaded_pipeline)
         self._pipe: DiffusionPipeline | None = None
         self._error: str | None = None
         self._failed_at = 0.0
         self.state = ModelState.LOADING
         self.load_seconds: float | None = None
-        self._waiting = 0
-        self._waiting_lock = threading.Lock()
 
     def start_loading(self) -> None:
         self._executor.submit(self._ensure_loaded)
 
     async def generate(
-        self, plan: GenerationPlan, seed: int | None = None, timing: GenerationTiming | None = None
+        self,
+        plan: GenerationPlan,
+        seed: int | None = None,
+        deadline_seconds: float | None = None,
+        timing: GenerationTiming | None = None,
     ) -> list[GeneratedImage]:
         if self.state is ModelState.FAILED and time.monotonic() - self._failed_at < RELOAD_BACKOFF_SECONDS:
             raise self._unavailable()
         chosen_seed = draw_seed() if seed is None else seed
-        self._count_waiting(+1)
-        future = self._executor.submit(
-            self._run, plan, chosen_seed, time.monotonic(), timing or GenerationTiming()
-        )
-        return await asyncio.wrap_future(future)
+        deadline = self.config.deadline_seconds if deadline_seconds is None else deadline_seconds
+        return await self.scheduler.generate(plan, chosen_seed, deadline, timing)
+
+    def pipeline(self) -> DiffusionPipeline:
+        """The pipeline, loaded on the worker thread if need be, or 503 `model_unavailable`."""
+        return self._executor.submit(self._loaded_pipeline).result()
 
     def shutdown(self) -> None:
+        self.scheduler.shutdown()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _run(
-        self, plan: GenerationPlan, seed: int, submitted: float, timing: GenerationTiming
-    ) -> list[GeneratedImage]:
+    def _loaded_pipeline(self) -> DiffusionPipeline:
+        """On the worker thread: the pipeline, loaded now if need be, or 503 `model_unavailable`."""
         pipe = self._ensure_loaded()
-        self._count_waiting(-1)
-        started = time.monotonic()
-        timing.queued_seconds = started - submitted
         if pipe is None:
             raise self._unavailable()
-        observe_batch_size(self.spec.name, plan.n)
-        images = run_plan(pipe, plan, seed)
-        timing.generating_seconds = time.monotonic() - started
-        return images
-
-    def _count_waiting(self, change: int) -> None:
-        with self._waiting_lock:
-            self._waiting += change
-            set_queue_depth(self.spec.name, self._waiting)
+        return pipe
 
     def _ensure_loaded(self) -> DiffusionPipeline | None:
         """Runs on the worker thread only, so loads never overlap."""
@@ -124,33 +118,60 @@ class ModelWorker:
             f"The model `{self.spec.name}` is not available: its pipeline could not be loaded from "
             f"{self.spec.source!r}: {self._error}",
             code="model_unavailable",
-            headers={"Retry-After": str(int(RELOAD_BACKOFF_SECONDS))},
+            # The load is retried only after the backoff: an SDK retrying at once would only hang.
+            headers={"Retry-After": str(int(RELOAD_BACKOFF_SECONDS)), "x-should-retry": "false"},
         )
 
 
 class Engine:
-    """All model workers of a catalog, on one device."""
+    """All model workers of a catalog, on one device, each with its own queue and batcher."""
 
-    def __init__(self, catalog: Catalog, device: torch.device | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        device: torch.device | None = None,
+        config: SchedulerConfig | None = None,
+    ) -> None:
         self.device = device or best_device()
         dtype = dtype_for(self.device)
-        self.workers = {spec.name: ModelWorker(spec, self.device, dtype) for spec in catalog}
+        config = config or SchedulerConfig()
+        self.workers = {spec.name: ModelWorker(spec, self.device, dtype, config) for spec in catalog}
 
     def start(self) -> None:
         for worker in self.workers.values():
             worker.start_loading()
 
     async def generate(
-        self, plan: GenerationPlan, seed: int | None = None, timing: GenerationTiming | None = None
+        self,
+        plan: GenerationPlan,
+        seed: int | None = None,
+        timing: GenerationTiming | None = None,
+        *,
+        deadline_seconds: float | None = None,
     ) -> list[GeneratedImage]:
-        return await self.workers[plan.model].generate(plan, seed, timing)
+        """The plan's images; image i is seeded with `seed + i` (a random seed when None).
+
+        Raises 429 `queue_full` when the model's queue is full, 504 `deadline_exceeded` after
+        `deadline_seconds` (default: the configured deadline). Cancelling the awaiting task
+        withdraws the request. `timing`, when given, is filled with the seconds the request
+        waited (a model load included) and spent in pipeline calls.
+        """
+        worker = self.workers[plan.model]
+        return await worker.generate(plan, seed, deadline_seconds, timing)
 
     def states(self) -> dict[str, ModelState]:
         return {name: worker.state for name, worker in self.workers.items()}
 
+    def pipeline(self, model: str) -> DiffusionPipeline:
+        """`model`'s loaded pipeline (waiting for its load), or 503 `model_unavailable`."""
+        return self.workers[model].pipeline()
+
     def load_seconds(self) -> dict[str, float | None]:
         """How long each model's last successful load took (None while it has none)."""
         return {name: worker.load_seconds for name, worker in self.workers.items()}
+
+    def stats(self) -> dict[str, dict[str, object]]:
+        return {name: worker.scheduler.stats.snapshot() for name, worker in self.workers.items()}
 
     def shutdown(self) -> None:
         for worker in self.workers.values():

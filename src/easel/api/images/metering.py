@@ -30,6 +30,7 @@ class Outcome:
     """What the request's metrics are labelled with, filled in as the request is understood."""
 
     model: str = "unknown"
+    status: int = 200  # what a request that returns normally answered with
 
 
 @contextlib.contextmanager
@@ -39,7 +40,7 @@ def counted_request() -> Iterator[Outcome]:
     status = 500
     try:
         yield outcome
-        status = 200
+        status = outcome.status
     except EaselError as exc:
         status = exc.status_code
         if exc.code in ("rate_limit_exceeded", "insufficient_quota", "model_not_allowed"):

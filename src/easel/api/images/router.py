@@ -2,34 +2,66 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from easel.api.auth import AuthorizedKey, caller_of
 from easel.api.body import read_json_object
 from easel.api.images.metering import admit_request, counted_request
+from easel.api.images.protocol import ImagesResponse
 from easel.api.images.serving import create_images
 from easel.api.state import services
 
+log = logging.getLogger(__name__)
 router = APIRouter()
+
+# How often a waiting request checks whether its client is still connected.
+DISCONNECT_POLL_SECONDS = 0.1
+# nginx's status for "client closed request": logged only, the client is no longer there.
+CLIENT_CLOSED_REQUEST = 499
 
 _HOST_PATTERN = re.compile(r"^[A-Za-z0-9.\-:\[\]]+$")
 
 
 @router.post("/v1/images/generations")
-async def generations(request: Request, key: AuthorizedKey) -> JSONResponse:
+async def generations(request: Request, key: AuthorizedKey) -> Response:
     app_services = services(request)
     caller = caller_of(key)
     with counted_request() as outcome:
         # The key's requests per minute come first: every request counts, a malformed one too.
         await admit_request(app_services, caller)
         body = await read_json_object(request, app_services.settings.max_body_bytes)
-        response = await create_images(
-            app_services, body, public_base_url(request), caller, outcome
+        work = asyncio.ensure_future(
+            create_images(app_services, body, public_base_url(request), caller, outcome)
         )
+        response = await _unless_disconnected(request, work)
+        if response is None:
+            outcome.status = CLIENT_CLOSED_REQUEST
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
     return JSONResponse(response.model_dump(exclude_none=True))
+
+
+async def _unless_disconnected(
+    request: Request, work: asyncio.Future[ImagesResponse]
+) -> ImagesResponse | None:
+    """The work's result, or None once the client has gone: then the work is cancelled, which
+    takes the request out of the engine's queue or lets its batch stop early."""
+    try:
+        while True:
+            done, _ = await asyncio.wait({work}, timeout=DISCONNECT_POLL_SECONDS)
+            if done:
+                return work.result()
+            if await request.is_disconnected():
+                log.info("client disconnected; cancelling its generation")
+                work.cancel()
+                return None
+    except asyncio.CancelledError:  # the server is shutting down: take the work with us
+        work.cancel()
+        raise
 
 
 def public_base_url(request: Request) -> str:

@@ -11,7 +11,7 @@ from easel.api.auth import Caller
 from easel.api.images.metering import Meter, Outcome, metered
 from easel.api.images.protocol import CreateImageRequest, ImageData, ImageJob, ImagesResponse
 from easel.api.state import AppServices
-from easel.encoding import encode_png, png_text
+from easel.encoding import encode_png_async, png_text
 from easel.limits.limiter import require_model
 
 
@@ -36,7 +36,7 @@ async def _generate(
     images = await services.engine.generate(plan, job.seed, timing=meter.timing)
     with meter.encoding():
         pngs = await asyncio.gather(
-            *(asyncio.to_thread(encode_png, image.pixels, png_text(plan, image)) for image in images)
+            *(encode_png_async(image.pixels, png_text(plan, image)) for image in images)
         )
         data = [
             await _deliver(

@@ -1,0 +1,56 @@
+"""`easel bench`: raw diffusers vs the Easel server at rising concurrency, and PNG encoders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from easel.bench.runner import run_all
+
+err = Console(stderr=True)
+
+
+def _say(text: str) -> None:
+    err.print(text, markup=False, highlight=False)
+
+
+def bench(
+    out: Annotated[Path, typer.Option(help="Where the JSON results and the PNG chart go.")] = Path("bench/results"),
+    concurrency: Annotated[
+        str, typer.Option(help="Comma-separated numbers of concurrent HTTP clients.")
+    ] = "1,4,16,64",
+    requests_per_client: Annotated[
+        int, typer.Option(help="Requests each client sends at every concurrency level.")
+    ] = 4,
+    min_requests: Annotated[int, typer.Option(help="At least this many requests per level.")] = 48,
+    raw_requests: Annotated[
+        int, typer.Option(help="Raw pipeline calls before each level's first part (later blocks last as long as "
+            "the Easel part before them).")
+    ] = 4,
+    gpu: Annotated[
+        bool, typer.Option(help="On CUDA, also the SD 1.5 and SDXL architectures (with MFU).")
+    ] = True,
+) -> None:
+    """Measure Easel against the raw diffusers pipeline; write JSON and a chart under --out.
+
+    On CPU it uses a tiny local pipeline; on CUDA the real SD 1.5 (512 px) and SDXL (1024 px)
+    architectures with random weights, plain and with torch.compile.
+    """
+    try:
+        levels = [int(level) for level in concurrency.split(",") if level.strip()]
+    except ValueError:
+        err.print("[red]--concurrency expects numbers separated by commas, e.g. 1,4,16,64[/red]")
+        raise typer.Exit(2) from None
+    if not levels or min(levels) < 1 or requests_per_client < 1 or raw_requests < 1:
+        err.print("[red]concurrency levels and request counts must be at least 1[/red]")
+        raise typer.Exit(2)
+    results, json_path, chart_path = run_all(
+        out, levels, requests_per_client, min_requests, raw_requests, gpu, _say
+    )
+    for target, met in results["targets"].items():
+        err.print(f"{'[green]met' if met else '[red]missed'}[/] {target}")
+    typer.echo(str(json_path))
+    typer.echo(str(chart_path))

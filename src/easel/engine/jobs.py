@@ -1,0 +1,91 @@
+"""What the scheduler queues: one request's images (a job) and the slices of jobs a batch runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from dataclasses import dataclass, field
+
+from easel.catalog import GenerationPlan
+from easel.engine.generate import GeneratedImage
+from easel.engine.timing import GenerationTiming
+
+
+@dataclass(frozen=True)
+class BatchKey:
+    """Everything one pipeline call needs identical across its images: requests with equal keys can
+    share a call. Prompts, negative prompts and seeds are per image and stay out of the key."""
+
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    # SDXL encodes a missing negative prompt as zeros but "" as text: the two cannot share a call.
+    has_negative_prompt: bool
+
+
+@dataclass(eq=False)
+class Job:
+    """One request's images on its way through the queue: image i is seeded with `seed + i`."""
+
+    plan: GenerationPlan
+    seed: int
+    future: asyncio.Future[list[GeneratedImage]]
+    # The submitter's context, so log lines about this job carry its request id.
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    enqueued_at: float = field(default_factory=time.monotonic)
+    timing: GenerationTiming = field(default_factory=GenerationTiming)
+    first_started: float | None = None  # when its first batch began
+    dispatched: int = 0  # images handed to batches so far
+    cancelled: bool = False
+    images: list[GeneratedImage | None] = field(default_factory=list)
+    error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        self.images = [None] * self.plan.n
+
+    @property
+    def undispatched(self) -> int:
+        return self.plan.n - self.dispatched
+
+    @property
+    def settled(self) -> bool:
+        return self.future.done()
+
+    def log(self, logger: logging.Logger, level: int, message: str, *args: object) -> None:
+        """Log inside the submitter's context, so the record carries its request id."""
+        self.context.run(logger.log, level, message, *args)
+
+
+@dataclass(frozen=True)
+class Part:
+    """Images `first` .. `first + count - 1` of a job, inside one batch."""
+
+    job: Job
+    first: int
+    count: int
+
+
+def batch_images(parts: list[Part]) -> int:
+    return sum(part.count for part in parts)
+
+
+def split_parts(parts: list[Part]) -> tuple[list[Part], list[Part]]:
+    """Two halves by image count; a job straddling the middle is cut in two."""
+    middle = batch_images(parts) // 2
+    left: list[Part] = []
+    right: list[Part] = []
+    taken = 0
+    for part in parts:
+        if taken >= middle:
+            right.append(part)
+        elif taken + part.count <= middle:
+            left.append(part)
+        else:
+            head = middle - taken
+            left.append(Part(part.job, part.first, head))
+            right.append(Part(part.job, part.first + head, part.count - head))
+        taken += part.count
+    return left, right

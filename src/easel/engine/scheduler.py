@@ -1,0 +1,381 @@
+"""One model's queue and batcher: compatible requests share pipeline calls, oldest request first.
+
+Requests wait in arrival order. Each batch starts from the oldest waiting request and adds every
+later request with the same `BatchKey` that fits the per-batch budget of images and pixels, so no
+class of requests starves behind another. One batch runs at a time per model, on the model's own
+thread; requests arriving meanwhile form the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers import DiffusionPipeline
+
+from easel.catalog import GenerationPlan
+from easel.engine.generate import BatchAbandoned, GeneratedImage, run_batch
+from easel.engine.jobs import BatchKey, Job, Part, batch_images, split_parts
+from easel.engine.resolution import generation_size
+from easel.engine.timing import GenerationTiming
+from easel.errors import DeadlineExceededError, EaselError, RateLimitError, ServerError
+from easel.observability.metrics import observe_batch_size, set_queue_depth
+from easel.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# How much each new measurement moves the running averages of arrival gaps and throughput.
+_SMOOTHING = 0.2
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Limits of one model's queue; the server's settings fill these in."""
+
+    queue_images: int = 64  # images waiting (not yet running) before new requests get 429
+    batch_images: int = 8  # most images in one pipeline call
+    batch_pixels: int = 8 * 1024 * 1024  # most generated pixels in one pipeline call
+    batch_wait_seconds: float = 0.005  # longest wait for company when the model is idle
+    deadline_seconds: float | None = 600.0  # a request still unfinished then is cancelled
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SchedulerConfig:
+        return cls(
+            queue_images=settings.queue_images,
+            batch_images=settings.batch_images,
+            batch_pixels=settings.batch_pixels,
+            batch_wait_seconds=settings.batch_wait_ms / 1000,
+            deadline_seconds=settings.deadline_seconds or None,
+        )
+
+
+class BatchFailed(RuntimeError):
+    """The pipeline raised while running a batch; every request in that batch gets this."""
+
+
+@dataclass
+class SchedulerStats:
+    """Counters of what the scheduler did, for logs, benchmarks and tests."""
+
+    batches: int = 0
+    images: int = 0
+    batch_sizes: Counter[int] = field(default_factory=Counter)
+    removed_from_queue: int = 0
+    abandoned_batches: int = 0
+    deadline_exceeded: int = 0
+    queue_full: int = 0
+    oom_splits: int = 0
+    failed_batches: int = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "batches": self.batches,
+            "images": self.images,
+            "batch_sizes": dict(sorted(self.batch_sizes.items())),
+            "removed_from_queue": self.removed_from_queue,
+            "abandoned_batches": self.abandoned_batches,
+            "deadline_exceeded": self.deadline_exceeded,
+            "queue_full": self.queue_full,
+            "oom_splits": self.oom_splits,
+            "failed_batches": self.failed_batches,
+        }
+
+
+Outcome = list[tuple[Part, "list[GeneratedImage] | BaseException"]]
+
+
+class BatchScheduler:
+    """Queue and batcher of one model. `load` returns its pipeline (loading it if needed) or
+    raises an `EaselError`; it and every batch run on `executor`, the model's one thread."""
+
+    def __init__(
+        self,
+        model: str,
+        config: SchedulerConfig,
+        executor: Executor,
+        load: Callable[[], DiffusionPipeline],
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.stats = SchedulerStats()
+        self._executor = executor
+        self._load = load
+        self._pending: list[Job] = []
+        self._running_images = 0
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._last_arrival: float | None = None
+        self._arrival_gap = math.inf
+        self._last_batch_requests = 0
+        self._images_per_second: float | None = None
+
+    @property
+    def queued_images(self) -> int:
+        return sum(job.undispatched for job in self._pending)
+
+    async def generate(
+        self,
+        plan: GenerationPlan,
+        seed: int,
+        deadline_seconds: float | None,
+        timing: GenerationTiming | None = None,
+    ) -> list[GeneratedImage]:
+        """Queue the plan and wait for its images. Cancelling the caller cancels the request:
+        removed from the queue, or its batch stopped once no request in it is left."""
+        job = self._submit(plan, seed, timing or GenerationTiming())
+        try:
+            async with asyncio.timeout(deadline_seconds):
+                return await asyncio.shield(job.future)
+        except TimeoutError:
+            self._cancel(job, "its deadline passed")
+            self.stats.deadline_exceeded += 1
+            raise DeadlineExceededError(
+                f"The request did not finish within this server's deadline of "
+                f"{deadline_seconds:g} seconds and was cancelled. Try again when the server is "
+                "less busy, or ask for fewer images.",
+                code="deadline_exceeded",
+            ) from None
+        except asyncio.CancelledError:
+            self._cancel(job, "its client went away")
+            raise
+
+    def shutdown(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for job in self._pending:
+            job.future.cancel()
+        self._pending.clear()
+        self._queue_changed()
+
+    def _queue_changed(self) -> None:
+        set_queue_depth(self.model, self.queued_images)
+
+    def _submit(self, plan: GenerationPlan, seed: int, timing: GenerationTiming) -> Job:
+        queued = self.queued_images
+        if queued and queued + plan.n > self.config.queue_images:
+            self.stats.queue_full += 1
+            retry_after = self._retry_after(queued)
+            raise RateLimitError(
+                f"The server is busy: the queue for model `{self.model}` already holds {queued} "
+                f"of at most {self.config.queue_images} images. Retry after {retry_after} seconds.",
+                code="queue_full",
+                headers={"Retry-After": str(retry_after), "retry-after-ms": str(retry_after * 1000)},
+            )
+        loop = asyncio.get_running_loop()
+        job = Job(plan=plan, seed=seed, future=loop.create_future(), timing=timing)
+        self._note_arrival(job.enqueued_at)
+        self._pending.append(job)
+        self._queue_changed()
+        if self._wakeup is None:
+            self._wakeup = asyncio.Event()
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._batch_forever(), name=f"easel-batcher-{self.model}")
+        self._wakeup.set()
+        return job
+
+    def _retry_after(self, queued: int) -> int:
+        """Seconds until the work ahead is likely done, from the measured images per second."""
+        if not self._images_per_second:
+            return 1
+        ahead = queued + self._running_images
+        return max(1, math.ceil(ahead / self._images_per_second))
+
+    def _note_arrival(self, now: float) -> None:
+        if self._last_arrival is not None:
+            gap = now - self._last_arrival
+            if math.isinf(self._arrival_gap):
+                self._arrival_gap = gap
+            else:
+                self._arrival_gap += _SMOOTHING * (gap - self._arrival_gap)
+        self._last_arrival = now
+
+    def _cancel(self, job: Job, reason: str) -> None:
+        job.cancelled = True
+        if job in self._pending:
+            self._pending.remove(job)
+            self._queue_changed()
+            self.stats.removed_from_queue += 1
+            job.log(log, logging.INFO, "%s: removed a request for %d images from the queue: %s",
+                    self.model, job.undispatched, reason)
+        if not job.future.done():
+            job.future.cancel()
+
+    async def _batch_forever(self) -> None:
+        assert self._wakeup is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            try:
+                pipe = await loop.run_in_executor(self._executor, self._load)
+            except EaselError as exc:
+                self._fail_pending(exc)
+                continue
+            await self._wait_for_company()
+            if not self._pending:
+                continue
+            key, parts = self._take_batch(pipe)
+            try:
+                await self._run(loop, pipe, key, parts)
+            except Exception:  # the batcher must outlive any fault, or the model stops serving
+                log.exception("%s: batcher fault", self.model)
+
+    def _fail_pending(self, error: EaselError) -> None:
+        for job in self._pending:
+            if not job.future.done():
+                job.future.set_exception(error)
+        self._pending.clear()
+        self._queue_changed()
+
+    async def _wait_for_company(self) -> None:
+        """Wait a few milliseconds for more requests, but only while company is likely. A lone
+        client never pays the wait."""
+        assert self._wakeup is not None
+        until = self._pending[0].enqueued_at + self.config.batch_wait_seconds
+        while self._pending and self.queued_images < self.config.batch_images and self._company_likely():
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _company_likely(self) -> bool:
+        """Requests arrive more often than the wait, or the last batch served more clients than
+        are waiting now (their next requests are on the way)."""
+        return (
+            self._arrival_gap <= self.config.batch_wait_seconds
+            or len(self._pending) < self._last_batch_requests
+        )
+
+    def _key(self, pipe: DiffusionPipeline, job: Job) -> BatchKey:
+        plan = job.plan
+        width, height = generation_size(pipe, plan.width, plan.height)
+        return BatchKey(width, height, plan.steps, plan.guidance_scale, plan.negative_prompt is not None)
+
+    def _take_batch(self, pipe: DiffusionPipeline) -> tuple[BatchKey, list[Part]]:
+        """The oldest request (as many of its images as fit, at least one) plus every later
+        compatible request that fits whole."""
+        oldest = self._pending[0]
+        key = self._key(pipe, oldest)
+        by_pixels = self.config.batch_pixels // (key.width * key.height)
+        budget = max(1, min(self.config.batch_images, by_pixels))
+        take = min(oldest.undispatched, budget)
+        parts = [Part(oldest, oldest.dispatched, take)]
+        oldest.dispatched += take
+        used = take
+        for job in self._pending[1:]:
+            if used >= budget:
+                break
+            if job.undispatched <= budget - used and self._key(pipe, job) == key:
+                parts.append(Part(job, job.dispatched, job.undispatched))
+                used += job.undispatched
+                job.dispatched = job.plan.n
+        self._pending = [job for job in self._pending if job.undispatched]
+        self._queue_changed()
+        return key, parts
+
+    async def _run(
+        self, loop: asyncio.AbstractEventLoop, pipe: DiffusionPipeline, key: BatchKey, parts: list[Part]
+    ) -> None:
+        images = batch_images(parts)
+        self._running_images = images
+        jobs = {part.job for part in parts}
+        self._last_batch_requests = len(jobs)
+        started = time.monotonic()
+        for job in jobs:
+            if job.first_started is None:  # a job spread over batches waited until its first
+                job.first_started = started
+                job.timing.queued_seconds = started - job.enqueued_at
+        try:
+            outcome = await loop.run_in_executor(self._executor, self._attempt, pipe, key, parts)
+        finally:
+            self._running_images = 0
+            for job in jobs:
+                job.timing.generating_seconds = time.monotonic() - job.first_started
+        made = sum(len(r) for _, r in outcome if not isinstance(r, BaseException))
+        if made:
+            rate = made / max(time.monotonic() - started, 1e-6)
+            previous = self._images_per_second
+            self._images_per_second = rate if previous is None else previous + _SMOOTHING * (rate - previous)
+        for part, result in outcome:
+            self._deliver(part, result)
+
+    def _attempt(self, pipe: DiffusionPipeline, key: BatchKey, parts: list[Part]) -> Outcome:
+        """Run one batch on the model's thread; on out-of-memory, retry each half on its own."""
+        jobs = {part.job for part in parts}
+
+        def abandoned() -> bool:
+            return all(job.cancelled for job in jobs)
+
+        images = batch_images(parts)
+        if abandoned():
+            return [(part, BatchAbandoned(0)) for part in parts]
+        try:
+            results = run_batch(pipe, key, parts, abandoned)
+        except BatchAbandoned as exc:
+            self.stats.abandoned_batches += 1
+            log.info("%s: stopped a batch of %d images after step %d of %d: every request in it "
+                     "was cancelled", self.model, images, exc.step, key.steps)
+            return [(part, exc) for part in parts]
+        except torch.OutOfMemoryError as exc:
+            _free_accelerator_memory(pipe)
+            if images == 1:
+                log.error("%s: out of memory for a single %dx%d image: %s",
+                          self.model, key.width, key.height, exc)
+                return [(parts[0], _out_of_memory(key))]
+            self.stats.oom_splits += 1
+            log.warning("%s: out of memory for a batch of %d images; retrying it in halves",
+                        self.model, images)
+            left, right = split_parts(parts)
+            return self._attempt(pipe, key, left) + self._attempt(pipe, key, right)
+        except Exception as exc:  # a pipeline fault fails this batch's requests, nothing else
+            self.stats.failed_batches += 1
+            log.exception("%s: a batch of %d images failed", self.model, images)
+            failure = BatchFailed(f"{type(exc).__name__} in a batch of {images} images: {exc}")
+            failure.__cause__ = exc
+            return [(part, failure) for part in parts]
+        self.stats.batches += 1
+        self.stats.images += images
+        self.stats.batch_sizes[images] += 1
+        observe_batch_size(self.model, images)
+        log.debug("%s: ran a batch of %d images from %d requests", self.model, images, len(jobs))
+        return list(zip(parts, results))
+
+    def _deliver(self, part: Part, result: list[GeneratedImage] | BaseException) -> None:
+        job = part.job
+        if job.future.done():
+            return
+        if isinstance(result, BaseException):
+            job.future.set_exception(result)
+            return
+        job.images[part.first : part.first + part.count] = result
+        if not job.undispatched and all(image is not None for image in job.images):
+            job.future.set_result([image for image in job.images if image is not None])
+
+
+def _out_of_memory(key: BatchKey) -> ServerError:
+    return ServerError(
+        f"Generating one {key.width}x{key.height} image with {key.steps} steps needs more "
+        "accelerator memory than this server has free, even alone in its batch. Try a smaller "
+        "size or a lighter quality.",
+        code="out_of_memory",
+        headers={"x-should-retry": "false"},
+    )
+
+
+def _free_accelerator_memory(pipe: DiffusionPipeline) -> None:
+    if pipe.device.type == "cuda":
+        torch.cuda.empty_cache()
