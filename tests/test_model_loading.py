@@ -63,6 +63,7 @@ def test_unloadable_model_is_503_and_others_keep_working(
     assert "`dall-e-3`" in message and "/nonexistent/easel-test/sdxl" in message
     assert "--model" in message or "model_index.json" in message
     assert excinfo.value.code == "model_unavailable"
+    assert excinfo.value.response.headers["x-should-retry"] == "false"
     result = sdk.images.generate(model="dall-e-2", prompt="still here", size="256x256", response_format="b64_json")
     assert len(result.data) == 1
 

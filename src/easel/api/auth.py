@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -58,7 +58,7 @@ class Caller:
     """Who is asking, and the rate-limit headers every response to them carries."""
 
     key: ApiKey
-    response_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: dict[str, str]
 
 
 def caller_of(key: ApiKey) -> Caller:

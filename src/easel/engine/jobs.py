@@ -41,7 +41,6 @@ class Job:
     dispatched: int = 0  # images handed to batches so far
     cancelled: bool = False
     images: list[GeneratedImage | None] = field(default_factory=list)
-    error: BaseException | None = None
 
     def __post_init__(self) -> None:
         self.images = [None] * self.plan.n
@@ -49,10 +48,6 @@ class Job:
     @property
     def undispatched(self) -> int:
         return self.plan.n - self.dispatched
-
-    @property
-    def settled(self) -> bool:
-        return self.future.done()
 
     def log(self, logger: logging.Logger, level: int, message: str, *args: object) -> None:
         """Log inside the submitter's context, so the record carries its request id."""

@@ -50,10 +50,6 @@ class KeyPolicy:
         if self.expires_at is not None and self.expires_at.tzinfo is None:
             raise PolicyError("expiry must carry a time zone", "expires_at")
 
-    @property
-    def limited(self) -> bool:
-        return any(v is not None for v in (self.rpm, self.ipm, self.user_rpm, self.user_ipm, self.quota))
-
     def allows_model(self, model: str) -> bool:
         return self.models is None or model in self.models
 

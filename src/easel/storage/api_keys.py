@@ -27,10 +27,6 @@ class ApiKey:
     revoked_at: datetime | None
     policy: KeyPolicy = KeyPolicy()
 
-    @property
-    def active(self) -> bool:
-        return self.revoked_at is None
-
     def status(self, now: datetime | None = None) -> str:
         """revoked, disabled, expired or active."""
         if self.revoked_at is not None:

@@ -63,11 +63,6 @@ def take(connection: Connection, rate: RateLimit, now: float) -> BucketState:
     return BucketState(False, state.remaining, state.reset_seconds, state.retry_after)
 
 
-def peek(connection: Connection, rate: RateLimit, now: float) -> BucketState:
-    """The bucket as it stands, taking nothing."""
-    return _read(connection, rate, now)
-
-
 def sweep(connection: Connection, now: float) -> int:
     """Forget buckets that are full again (equivalent to absent); the number removed."""
     return connection.execute(delete(_TABLE).where(_TABLE.c.tat < now)).rowcount or 0
