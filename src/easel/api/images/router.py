@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from easel.api.auth import AuthorizedKey, caller_of
 from easel.api.body import read_json_object
@@ -19,8 +20,6 @@ from easel.api.state import services
 log = logging.getLogger(__name__)
 router = APIRouter()
 
-# How often a waiting request checks whether its client is still connected.
-DISCONNECT_POLL_SECONDS = 0.1
 # nginx's status for "client closed request": logged only, the client is no longer there.
 CLIENT_CLOSED_REQUEST = 499
 
@@ -42,7 +41,8 @@ async def generations(request: Request, key: AuthorizedKey) -> Response:
         if response is None:
             outcome.status = CLIENT_CLOSED_REQUEST
             return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return JSONResponse(response.model_dump(exclude_none=True))
+    # pydantic-core writes the JSON (megabytes of base64 for large images) far faster than json.dumps.
+    return Response(response.model_dump_json(exclude_none=True), media_type="application/json")
 
 
 async def _unless_disconnected(
@@ -50,18 +50,27 @@ async def _unless_disconnected(
 ) -> ImagesResponse | None:
     """The work's result, or None once the client has gone: then the work is cancelled, which
     takes the request out of the engine's queue or lets its batch stop early."""
+    gone = asyncio.ensure_future(_client_gone(request))
+    either: set[asyncio.Future[Any]] = {work, gone}
     try:
-        while True:
-            done, _ = await asyncio.wait({work}, timeout=DISCONNECT_POLL_SECONDS)
-            if done:
-                return work.result()
-            if await request.is_disconnected():
-                log.info("client disconnected; cancelling its generation")
-                work.cancel()
-                return None
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if work.done():
+            return work.result()
+        log.info("client disconnected; cancelling its generation")
+        work.cancel()
+        return None
     except asyncio.CancelledError:  # the server is shutting down: take the work with us
         work.cancel()
         raise
+    finally:
+        gone.cancel()
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns when the server reports the client's disconnect. The body has been read, so the
+    next ASGI message is the disconnect: waiting on it costs nothing, unlike polling."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def public_base_url(request: Request) -> str:
