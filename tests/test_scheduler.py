@@ -67,7 +67,7 @@ def run_together(
     try:
         return run.run_until_complete(scenario())
     finally:
-        engine.shutdown()
+        run.run_until_complete(engine.shutdown())
 
 
 def test_compatible_requests_share_one_pipeline_call(catalog: Catalog, run: asyncio.AbstractEventLoop) -> None:
@@ -102,6 +102,22 @@ def test_budget_and_incompatible_requests_make_separate_batches(
     assert engine.stats()["dall-e-2"]["batch_sizes"] == {3: 2}
 
 
+def test_batches_follow_the_sizer_and_fixed_size_fills_them(catalog: Catalog, run: asyncio.AbstractEventLoop) -> None:
+    plans = [plan(catalog, prompt=f"p{i}", n=1) for i in range(16)]
+    engine = make_engine(catalog, batch_images=4)
+    run_together(run, engine, plans, seed_step=1)
+    stats = engine.stats()["dall-e-2"]
+    # Three full batches measure the budget of 4; then the sizer measures half of it, whatever
+    # this machine's speed, so the last 4 images run in 2 + 2.
+    assert stats["batch_sizes"] == {4: 3, 2: 2}
+    (limits,) = stats["batch_limits"].values()
+    assert set(limits["images_per_second"]) == {2, 4}
+
+    fixed = make_engine(catalog, batch_images=4, adaptive_batch_size=False)
+    run_together(run, fixed, plans, seed_step=1)
+    assert fixed.stats()["dall-e-2"]["batch_sizes"] == {4: 4}
+
+
 def test_oldest_request_goes_first_between_classes(catalog: Catalog, run: asyncio.AbstractEventLoop) -> None:
     engine = make_engine(catalog, batch_images=2)
     order: list[str] = []
@@ -123,7 +139,7 @@ def test_oldest_request_goes_first_between_classes(catalog: Catalog, run: asynci
     try:
         run.run_until_complete(scenario())
     finally:
-        engine.shutdown()
+        run.run_until_complete(engine.shutdown())
     # "c" is compatible with "a" but the batch is full; "b" waited longer than "c" and goes next.
     assert order == ["a", "b", "c"]
 
@@ -150,7 +166,7 @@ def test_queued_request_of_a_gone_client_is_removed_and_abandoned_batch_stops(
         run.run_until_complete(scenario())
         stats = engine.stats()["slow"]
     finally:
-        engine.shutdown()
+        run.run_until_complete(engine.shutdown())
     assert stats["removed_from_queue"] == 1
     assert stats["abandoned_batches"] == 1
     assert stats["batches"] == 0  # the running batch never completed its 400 steps
@@ -165,7 +181,7 @@ def test_deadline_ends_the_request_with_an_envelope(catalog: Catalog, run: async
         # The engine keeps serving.
         images = run.run_until_complete(engine.generate(plan(catalog), seed=3, deadline_seconds=300))
     finally:
-        engine.shutdown()
+        run.run_until_complete(engine.shutdown())
     assert seeds(images) == [3]
 
 
@@ -195,7 +211,7 @@ def test_full_queue_is_429_with_retry_after(catalog: Catalog, run: asyncio.Abstr
     try:
         (error,) = run.run_until_complete(scenario())
     finally:
-        engine.shutdown()
+        run.run_until_complete(engine.shutdown())
     assert isinstance(error, RateLimitError)
     assert error.status_code == 429 and error.code == "queue_full"
     assert int(error.headers["Retry-After"]) >= 1
@@ -217,6 +233,28 @@ def test_out_of_memory_splits_the_batch(
     assert stats["batch_sizes"] == {1: 1, 2: 2}
 
 
+def test_out_of_memory_keeps_later_batches_below_the_size_that_failed(
+    catalog: Catalog, run: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fault injection as above: 3 or more 256x256 images are "out of memory".
+    monkeypatch.setenv(OOM_ENV, str(3 * 256 * 256))
+    engine = make_engine(catalog, batch_images=4)
+
+    async def scenario() -> None:
+        await engine.generate(plan(catalog, prompt="x", n=3), seed=1)
+        await asyncio.gather(*(engine.generate(plan(catalog, prompt=f"p{i}"), seed=i) for i in range(6)))
+
+    try:
+        run.run_until_complete(scenario())
+    finally:
+        run.run_until_complete(engine.shutdown())
+    stats = engine.stats()["dall-e-2"]
+    # Only the first batch (3 images) was split; the six later images never again ran 3 at once.
+    assert stats["oom_splits"] == 1
+    assert max(stats["batch_sizes"]) == 2
+    assert sum(size * count for size, count in stats["batch_sizes"].items()) == 9
+
+
 def test_single_image_that_does_not_fit_fails_alone(
     catalog: Catalog, run: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -231,7 +269,7 @@ def test_single_image_that_does_not_fit_fails_alone(
         monkeypatch.delenv(OOM_ENV)
         images = run.run_until_complete(engine.generate(plan(catalog), seed=2))
     finally:
-        engine.shutdown()
+        run.run_until_complete(engine.shutdown())
     assert seeds(images) == [2]
 
 

@@ -28,8 +28,11 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+def _env_flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    return value in ("1", "true", "yes", "on")
 
 
 def _env_float(name: str, default: float) -> float:
@@ -74,6 +77,10 @@ class Settings:
         default_factory=lambda: _env_int("EASEL_BATCH_PIXELS", 8 * 1024 * 1024)
     )
     batch_wait_ms: float = field(default_factory=lambda: _env_float("EASEL_BATCH_WAIT_MS", 5.0))
+    # Within the budgets, limit batches to the size measured fastest (engine/batch_sizing.py).
+    adaptive_batch_size: bool = field(
+        default_factory=lambda: _env_flag("EASEL_ADAPTIVE_BATCH_SIZE", default=True)
+    )
     # 0 means no deadline.
     deadline_seconds: float = field(
         default_factory=lambda: _env_float("EASEL_DEADLINE_SECONDS", 600.0)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from easel import __version__, web
+from easel.background import cancel_and_wait
 from easel.api import admin, files, health, models
 from easel.api.errors import install_error_handlers
 from easel.api.images import router as images
@@ -99,9 +100,8 @@ def create_app(
         try:
             yield
         finally:
-            for sweeper in sweepers:
-                sweeper.cancel()
-            services.engine.shutdown()
+            await cancel_and_wait(*sweepers)
+            await services.engine.shutdown()
             # Requests have been answered by now: store every usage record before closing.
             await asyncio.to_thread(services.usage_writer.close)
             metrics.unregister(collector)

@@ -9,18 +9,22 @@ import torch
 from easel.bench.workload import Workload
 from easel.engine.device import best_device, dtype_for
 from easel.engine.loader import load_pipeline
+from easel.engine.tuning import tune_for_serving
 
 WARMUP_CALLS = 2
 
 
 class RawPipeline:
     """The workload's pipeline, called as a script using diffusers directly would (one image per
-    call, default PIL output), on the device and dtype the server would pick."""
+    call, default PIL output), on the device and dtype the server would pick. `serving_layout`
+    gives it the server's weight layout too (engine/tuning.py), to tell that gain from batching's."""
 
-    def __init__(self, workload: Workload) -> None:
+    def __init__(self, workload: Workload, serving_layout: bool = False) -> None:
         self.workload = workload
         self.device = best_device()
         self.pipe = load_pipeline(str(workload.pipeline_dir), self.device, dtype_for(self.device))
+        if serving_layout:
+            tune_for_serving(self.pipe)
         self._seed = 0
         self.run(WARMUP_CALLS)
 

@@ -21,6 +21,10 @@ Say = Callable[[str], None]
 # Parts each concurrency level is run in, with raw blocks between them.
 SEGMENTS = 4
 
+# Alternating blocks of plain and serving-layout calls, and calls per block.
+LAYOUT_ROUNDS = 4
+LAYOUT_CALLS = 8
+
 # Targets from the issue, checked (not asserted) in the results.
 TARGET_RATIO_AT_1 = 0.95
 TARGET_RATIO_AT_16 = 1.5
@@ -69,6 +73,7 @@ def measure_workload(
     finally:
         raw_pipeline.close()
     baseline = RunSummary.of(every_raw, len(every_raw), sum(every_raw)).as_dict()
+    layout = measure_layout(workload, say)
     return {
         "name": workload.name,
         "pipeline": str(workload.pipeline_dir.name),
@@ -76,8 +81,32 @@ def measure_workload(
         "steps": workload.steps,
         "guidance_scale": workload.guidance_scale,
         "raw": baseline,
+        "layout": layout,
         "easel": runs,
     }
+
+
+def measure_layout(workload: Workload, say: Say) -> dict[str, Any]:
+    """How much of Easel's lead comes from the weight layout alone: one image per call, the plain
+    pipeline against the same pipeline in the serving layout, in alternating blocks."""
+    plain, tuned = raw.RawPipeline(workload), raw.RawPipeline(workload, serving_layout=True)
+    plain_latencies: list[float] = []
+    tuned_latencies: list[float] = []
+    try:
+        for _ in range(LAYOUT_ROUNDS):
+            plain_latencies += plain.run(LAYOUT_CALLS)
+            tuned_latencies += tuned.run(LAYOUT_CALLS)
+    finally:
+        plain.close()
+        tuned.close()
+    result = {
+        "plain_images_per_second": _rate(plain_latencies),
+        "serving_layout_images_per_second": _rate(tuned_latencies),
+        "ratio": round(_rate(tuned_latencies) / _rate(plain_latencies), 3),
+    }
+    say(f"[{workload.name}] one image per call: serving layout {result['serving_layout_images_per_second']} "
+        f"images/s vs plain {result['plain_images_per_second']}: {result['ratio']}x")
+    return result
 
 
 def _rate(latencies: list[float]) -> float:

@@ -72,7 +72,7 @@ def generate(
         pipe = _load(engine, catalog.get(plan.model))
         images = _run(engine, pipe, plan, job.seed)
     finally:
-        engine.shutdown()
+        asyncio.run(engine.shutdown())
     try:
         out.mkdir(parents=True, exist_ok=True)
         paths = write_pngs(images, plan, out)

@@ -75,6 +75,14 @@ def serve(
             help="Longest wait for compatible requests when idle (env EASEL_BATCH_WAIT_MS, 5)."
         ),
     ] = None,
+    adaptive_batch_size: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--adaptive-batch-size/--fixed-batch-size",
+            help="Limit batches to the size measured fastest within the budgets, or always fill "
+            "them (env EASEL_ADAPTIVE_BATCH_SIZE, on).",
+        ),
+    ] = None,
     deadline: Annotated[
         Optional[float],
         typer.Option(
@@ -98,6 +106,7 @@ def serve(
         batch_images=batch_images,
         batch_pixels=batch_pixels,
         batch_wait_ms=batch_wait_ms,
+        adaptive_batch_size=adaptive_batch_size,
         deadline_seconds=deadline,
     )
     configure_logging(log_level, settings.log_format)

@@ -18,6 +18,7 @@ from ray.serve.exceptions import (
 from ray.serve.handle import DeploymentHandle
 
 from easel.api.context import add_response_header
+from easel.background import cancel_and_wait
 from easel.catalog import GenerationPlan
 from easel.cluster.model import ReplicaOutput, ReplicaState
 from easel.engine.generate import GeneratedImage
@@ -49,10 +50,9 @@ class DeploymentEngine:
         """Ray starts the replicas, which load their pipelines; the ingress follows their state."""
         self._poller = asyncio.get_running_loop().create_task(self._poll_states())
 
-    def shutdown(self) -> None:
+    async def shutdown(self) -> None:
         """The replicas belong to Ray; only the state poller stops."""
-        if self._poller is not None:
-            self._poller.cancel()
+        await cancel_and_wait(self._poller)
 
     def states(self) -> dict[str, ModelState]:
         return {name: replica.state for name, replica in self._states.items()}

@@ -55,8 +55,9 @@ class ModelReplica:
         (load_seconds,) = self._engine.load_seconds().values()
         return ReplicaState(state, load_seconds)
 
-    def __del__(self) -> None:
-        self._engine.shutdown()
+    async def __del__(self) -> None:
+        # Ray Serve awaits an async __del__ when it stops the replica.
+        await self._engine.shutdown()
 
 
 def deployment_name(model: str) -> str:

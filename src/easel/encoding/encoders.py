@@ -1,7 +1,7 @@
 """Every PNG encoder Easel knows, fastest first; the first one installed encodes served images.
 
 Measured by `easel bench` (bench/results/): fpng and the ISA-L writer encode a 1024x1024 image in
-under 10 ms on one core; Pillow and OpenCV at their fastest useful levels take 30-120 ms.
+under 15 ms on one core; Pillow and OpenCV at their fastest useful levels take 30-120 ms.
 Each returns a standard 8-bit RGB PNG of the pixels; text chunks are added by `encode_png`.
 """
 

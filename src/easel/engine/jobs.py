@@ -25,6 +25,11 @@ class BatchKey:
     # SDXL encodes a missing negative prompt as zeros but "" as text: the two cannot share a call.
     has_negative_prompt: bool
 
+    @property
+    def label(self) -> str:
+        negative = ", negative prompt" if self.has_negative_prompt else ""
+        return f"{self.width}x{self.height}, {self.steps} steps, guidance {self.guidance_scale:g}{negative}"
+
 
 @dataclass(eq=False)
 class Job:

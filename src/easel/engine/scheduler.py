@@ -21,13 +21,15 @@ from typing import Any
 import torch
 from diffusers import DiffusionPipeline
 
+from easel.background import cancel_and_wait
 from easel.catalog import GenerationPlan
+from easel.engine.batch_sizing import BatchSizer
 from easel.engine.generate import BatchAbandoned, GeneratedImage, run_batch
 from easel.engine.jobs import BatchKey, Job, Part, batch_images, split_parts
 from easel.engine.resolution import generation_size
 from easel.engine.timing import GenerationTiming
 from easel.errors import DeadlineExceededError, EaselError, RateLimitError, ServerError
-from easel.observability.metrics import observe_batch_size, set_queue_depth
+from easel.observability.metrics import observe_batch_size, set_batch_limit, set_queue_depth
 from easel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class SchedulerConfig:
     batch_images: int = 8  # most images in one pipeline call
     batch_pixels: int = 8 * 1024 * 1024  # most generated pixels in one pipeline call
     batch_wait_seconds: float = 0.005  # longest wait for company when the model is idle
+    adaptive_batch_size: bool = True  # limit batches to the size measured fastest (batch_sizing.py)
     deadline_seconds: float | None = 600.0  # a request still unfinished then is cancelled
 
     @classmethod
@@ -53,6 +56,7 @@ class SchedulerConfig:
             batch_images=settings.batch_images,
             batch_pixels=settings.batch_pixels,
             batch_wait_seconds=settings.batch_wait_ms / 1000,
+            adaptive_batch_size=settings.adaptive_batch_size,
             deadline_seconds=settings.deadline_seconds or None,
         )
 
@@ -92,6 +96,15 @@ class SchedulerStats:
 Outcome = list[tuple[Part, "list[GeneratedImage] | BaseException"]]
 
 
+@dataclass
+class PipelineCalls:
+    """What one batch's pipeline calls did, for the batch sizer: written on the model's thread,
+    read on the event loop once the batch is over."""
+
+    ran: list[tuple[int, float]] = field(default_factory=list)  # (images, seconds) of each call
+    out_of_memory: list[int] = field(default_factory=list)  # images of each call that ran out
+
+
 class BatchScheduler:
     """Queue and batcher of one model. `load` returns its pipeline (loading it if needed) or
     raises an `EaselError`; it and every batch run on `executor`, the model's one thread."""
@@ -106,6 +119,7 @@ class BatchScheduler:
         self.model = model
         self.config = config
         self.stats = SchedulerStats()
+        self.sizer = BatchSizer(adaptive=config.adaptive_batch_size)
         self._executor = executor
         self._load = load
         self._pending: list[Job] = []
@@ -147,9 +161,9 @@ class BatchScheduler:
             self._cancel(job, "its client went away")
             raise
 
-    def shutdown(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+    async def shutdown(self) -> None:
+        """Stop the batcher (waiting until it has stopped) and cancel every queued request."""
+        await cancel_and_wait(self._task)
         for job in self._pending:
             job.future.cancel()
         self._pending.clear()
@@ -221,7 +235,7 @@ class BatchScheduler:
             except EaselError as exc:
                 self._fail_pending(exc)
                 continue
-            await self._wait_for_company()
+            await self._wait_for_company(pipe)
             if not self._pending:
                 continue
             key, parts = self._take_batch(pipe)
@@ -237,12 +251,14 @@ class BatchScheduler:
         self._pending.clear()
         self._queue_changed()
 
-    async def _wait_for_company(self) -> None:
-        """Wait a few milliseconds for more requests, but only while company is likely. A lone
-        client never pays the wait."""
+    async def _wait_for_company(self, pipe: DiffusionPipeline) -> None:
+        """Wait a few milliseconds for more requests, but only while company is likely and the
+        next batch is not yet full. A lone client never pays the wait."""
         assert self._wakeup is not None
-        until = self._pending[0].enqueued_at + self.config.batch_wait_seconds
-        while self._pending and self.queued_images < self.config.batch_images and self._company_likely():
+        oldest = self._pending[0]
+        until = oldest.enqueued_at + self.config.batch_wait_seconds
+        full = self._batch_limit(self._key(pipe, oldest))
+        while self._pending and self.queued_images < full and self._company_likely():
             remaining = until - time.monotonic()
             if remaining <= 0:
                 return
@@ -265,13 +281,18 @@ class BatchScheduler:
         width, height = generation_size(pipe, plan.width, plan.height)
         return BatchKey(width, height, plan.steps, plan.guidance_scale, plan.negative_prompt is not None)
 
+    def _batch_limit(self, key: BatchKey) -> int:
+        """Most images in a batch of this class: the configured image and pixel budgets, and
+        within them the size the sizer measured fastest."""
+        by_pixels = self.config.batch_pixels // (key.width * key.height)
+        return self.sizer.limit(key, max(1, min(self.config.batch_images, by_pixels)))
+
     def _take_batch(self, pipe: DiffusionPipeline) -> tuple[BatchKey, list[Part]]:
         """The oldest request (as many of its images as fit, at least one) plus every later
         compatible request that fits whole."""
         oldest = self._pending[0]
         key = self._key(pipe, oldest)
-        by_pixels = self.config.batch_pixels // (key.width * key.height)
-        budget = max(1, min(self.config.batch_images, by_pixels))
+        budget = self._batch_limit(key)
         take = min(oldest.undispatched, budget)
         parts = [Part(oldest, oldest.dispatched, take)]
         oldest.dispatched += take
@@ -299,12 +320,14 @@ class BatchScheduler:
             if job.first_started is None:  # a job spread over batches waited until its first
                 job.first_started = started
                 job.timing.queued_seconds = started - job.enqueued_at
+        calls = PipelineCalls()
         try:
-            outcome = await loop.run_in_executor(self._executor, self._attempt, pipe, key, parts)
+            outcome = await loop.run_in_executor(self._executor, self._attempt, pipe, key, parts, calls)
         finally:
             self._running_images = 0
             for job in jobs:
                 job.timing.generating_seconds = time.monotonic() - job.first_started
+        self._resize(key, calls)
         made = sum(len(r) for _, r in outcome if not isinstance(r, BaseException))
         if made:
             rate = made / max(time.monotonic() - started, 1e-6)
@@ -313,8 +336,19 @@ class BatchScheduler:
         for part, result in outcome:
             self._deliver(part, result)
 
-    def _attempt(self, pipe: DiffusionPipeline, key: BatchKey, parts: list[Part]) -> Outcome:
-        """Run one batch on the model's thread; on out-of-memory, retry each half on its own."""
+    def _resize(self, key: BatchKey, calls: PipelineCalls) -> None:
+        changes = [self.sizer.record_out_of_memory(key, images) for images in calls.out_of_memory]
+        changes += [self.sizer.record(key, images, seconds) for images, seconds in calls.ran]
+        limit = next((change for change in reversed(changes) if change is not None), None)
+        if limit is not None:
+            set_batch_limit(self.model, key.label, limit)
+            log.info("%s: batches of %s now hold at most %d images", self.model, key.label, limit)
+
+    def _attempt(
+        self, pipe: DiffusionPipeline, key: BatchKey, parts: list[Part], calls: PipelineCalls
+    ) -> Outcome:
+        """Run one batch on the model's thread; on out-of-memory, retry each half on its own.
+        Notes in `calls` what each pipeline call did."""
         jobs = {part.job for part in parts}
 
         def abandoned() -> bool:
@@ -323,6 +357,7 @@ class BatchScheduler:
         images = batch_images(parts)
         if abandoned():
             return [(part, BatchAbandoned(0)) for part in parts]
+        started = time.perf_counter()
         try:
             results = run_batch(pipe, key, parts, abandoned)
         except BatchAbandoned as exc:
@@ -336,17 +371,19 @@ class BatchScheduler:
                 log.error("%s: out of memory for a single %dx%d image: %s",
                           self.model, key.width, key.height, exc)
                 return [(parts[0], _out_of_memory(key))]
+            calls.out_of_memory.append(images)
             self.stats.oom_splits += 1
             log.warning("%s: out of memory for a batch of %d images; retrying it in halves",
                         self.model, images)
             left, right = split_parts(parts)
-            return self._attempt(pipe, key, left) + self._attempt(pipe, key, right)
+            return self._attempt(pipe, key, left, calls) + self._attempt(pipe, key, right, calls)
         except Exception as exc:  # a pipeline fault fails this batch's requests, nothing else
             self.stats.failed_batches += 1
             log.exception("%s: a batch of %d images failed", self.model, images)
             failure = BatchFailed(f"{type(exc).__name__} in a batch of {images} images: {exc}")
             failure.__cause__ = exc
             return [(part, failure) for part in parts]
+        calls.ran.append((images, time.perf_counter() - started))
         self.stats.batches += 1
         self.stats.images += images
         self.stats.batch_sizes[images] += 1

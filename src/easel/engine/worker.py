@@ -15,6 +15,7 @@ from easel.engine.device import best_device, dtype_for
 from easel.engine.generate import GeneratedImage, draw_seed
 from easel.engine.loader import ModelLoadError, load_pipeline
 from easel.engine.scheduler import BatchScheduler, SchedulerConfig
+from easel.engine.tuning import tune_for_serving
 from easel.engine.timing import GenerationTiming
 from easel.errors import ServiceUnavailableError
 
@@ -74,8 +75,8 @@ class ModelWorker:
         """The pipeline, loaded on the worker thread if need be, or 503 `model_unavailable`."""
         return self._executor.submit(self._loaded_pipeline).result()
 
-    def shutdown(self) -> None:
-        self.scheduler.shutdown()
+    async def shutdown(self) -> None:
+        await self.scheduler.shutdown()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _loaded_pipeline(self) -> DiffusionPipeline:
@@ -94,7 +95,9 @@ class ModelWorker:
         self.state = ModelState.LOADING
         started = time.monotonic()
         try:
-            self._pipe = load_pipeline(self.spec.source, self.device, self.dtype)
+            pipe = load_pipeline(self.spec.source, self.device, self.dtype)
+            tune_for_serving(pipe)
+            self._pipe = pipe
         except ModelLoadError as exc:
             self._fail(str(exc))
             return None
@@ -171,8 +174,14 @@ class Engine:
         return {name: worker.load_seconds for name, worker in self.workers.items()}
 
     def stats(self) -> dict[str, dict[str, object]]:
-        return {name: worker.scheduler.stats.snapshot() for name, worker in self.workers.items()}
+        """Per model: what its scheduler did, and the batch size limits it measured."""
+        return {
+            name: {**worker.scheduler.stats.snapshot(), "batch_limits": worker.scheduler.sizer.snapshot()}
+            for name, worker in self.workers.items()
+        }
 
-    def shutdown(self) -> None:
+    async def shutdown(self) -> None:
+        """Cancel every queued request and stop the batchers; a running batch finishes on its own
+        thread, its results unused."""
         for worker in self.workers.values():
-            worker.shutdown()
+            await worker.shutdown()

@@ -51,6 +51,11 @@ BATCH_SIZE = Histogram(
     ["model"],
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
+BATCH_LIMIT = Gauge(
+    "easel_batch_limit_images",
+    "Most images the next pipeline call of a batch class may hold: the size measured fastest.",
+    ["model", "batch_class"],
+)
 QUEUE_DEPTH = Gauge(
     "easel_queue_depth", "Requests waiting in the engine for their pipeline call to start.", ["model"]
 )
@@ -64,6 +69,11 @@ IN_FLIGHT = Gauge(
 def observe_batch_size(model: str, images: int) -> None:
     """The engine calls this once per pipeline call with the number of images it makes."""
     BATCH_SIZE.labels(model).observe(images)
+
+
+def set_batch_limit(model: str, batch_class: str, images: int) -> None:
+    """The engine calls this when it settles on a new batch size limit for a class of batches."""
+    BATCH_LIMIT.labels(model, batch_class).set(images)
 
 
 def set_queue_depth(model: str, depth: int) -> None:
