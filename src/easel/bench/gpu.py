@@ -1,5 +1,6 @@
 """CUDA only: images/s and model FLOP utilisation of the real SD 1.5 and SDXL architectures,
-plain, in the serving layout, and compiled with `torch.compile`, plus the workloads the HTTP comparison runs on them."""
+plain, in the serving layout, and compiled with `torch.compile`, plus the workloads the HTTP
+comparison runs on them."""
 
 from __future__ import annotations
 

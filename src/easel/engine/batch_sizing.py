@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from easel.engine.jobs import BatchKey
+from easel.engine.running_average import RunningAverage
 
 # Batches of a size that make its figure trustworthy enough to decide on.
 MIN_SAMPLES = 3
@@ -30,21 +31,11 @@ SMOOTHING = 0.3
 
 
 @dataclass
-class _SizeRate:
-    images_per_second: float
-    samples: int = 1
-
-    def add(self, images_per_second: float) -> None:
-        self.images_per_second += SMOOTHING * (images_per_second - self.images_per_second)
-        self.samples += 1
-
-
-@dataclass
 class _ClassState:
     budget: int
     limit: int
     ceiling: int  # the budget, or less after running out of memory
-    rates: dict[int, _SizeRate] = field(default_factory=dict)
+    rates: dict[int, RunningAverage] = field(default_factory=dict)  # images/s by batch size
     batches: int = 0
 
     def measured(self, size: int) -> bool:
@@ -66,7 +57,7 @@ class BatchSizer:
         if not self.adaptive:
             return budget
         state = self._classes.get(key)
-        if state is None or state.budget != budget:
+        if state is None:
             state = self._classes[key] = _ClassState(budget=budget, limit=budget, ceiling=budget)
         return state.limit
 
@@ -76,17 +67,12 @@ class BatchSizer:
         state = self._classes.get(key)
         if not self.adaptive or state is None or seconds <= 0:
             return None
-        rate = images / seconds
-        if images in state.rates:
-            state.rates[images].add(rate)
-        else:
-            state.rates[images] = _SizeRate(rate)
+        state.rates.setdefault(images, RunningAverage(SMOOTHING)).add(images / seconds)
         state.batches += 1
         if state.batches % REPROBE_BATCHES == 0:
             state.rates = {size: r for size, r in state.rates.items() if size == state.limit}
             state.ceiling = state.budget  # the memory that ran out may be free again
-        previous, state.limit = state.limit, _next_limit(state)
-        return state.limit if state.limit != previous else None
+        return _set_limit(state, _next_limit(state))
 
     def record_out_of_memory(self, key: BatchKey, images: int) -> int | None:
         """A batch of this class ran out of accelerator memory at `images` images: until the next
@@ -96,9 +82,7 @@ class BatchSizer:
             return None
         state.ceiling = min(state.ceiling, images - 1)
         state.rates = {size: rate for size, rate in state.rates.items() if size <= state.ceiling}
-        previous = state.limit
-        state.limit = min(state.limit, max(1, images // 2))
-        return state.limit if state.limit != previous else None
+        return _set_limit(state, min(state.limit, max(1, images // 2)))
 
     def snapshot(self) -> dict[str, Any]:
         """Each class's current limit and measured images per second by batch size."""
@@ -106,11 +90,18 @@ class BatchSizer:
             key.label: {
                 "limit": state.limit,
                 "images_per_second": {
-                    size: round(rate.images_per_second, 2) for size, rate in sorted(state.rates.items())
+                    size: round(rate.value, 2) for size, rate in sorted(state.rates.items())
                 },
             }
             for key, state in self._classes.items()
         }
+
+
+def _set_limit(state: _ClassState, limit: int) -> int | None:
+    """Set the class's limit; the new limit when it changed, else None."""
+    changed = limit != state.limit
+    state.limit = limit
+    return limit if changed else None
 
 
 def _next_limit(state: _ClassState) -> int:
@@ -118,7 +109,7 @@ def _next_limit(state: _ClassState) -> int:
     one of its neighbours is still unmeasured: that is probed first."""
     if not state.measured(state.limit):
         return state.limit
-    rates = {size: rate.images_per_second for size, rate in state.rates.items() if state.measured(size)}
+    rates = {size: rate.value for size, rate in state.rates.items() if state.measured(size)}
     best = max(rates.values())
     chosen = min(size for size, value in rates.items() if value >= (1 - TOLERANCE) * best)
     for neighbour in (min(state.ceiling, chosen * 2), max(1, chosen // 2)):

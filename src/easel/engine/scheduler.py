@@ -27,6 +27,7 @@ from easel.engine.batch_sizing import BatchSizer
 from easel.engine.generate import BatchAbandoned, GeneratedImage, run_batch
 from easel.engine.jobs import BatchKey, Job, Part, batch_images, split_parts
 from easel.engine.resolution import generation_size
+from easel.engine.running_average import RunningAverage
 from easel.engine.timing import GenerationTiming
 from easel.errors import DeadlineExceededError, EaselError, RateLimitError, ServerError
 from easel.observability.metrics import observe_batch_size, set_batch_limit, set_queue_depth
@@ -127,9 +128,9 @@ class BatchScheduler:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_arrival: float | None = None
-        self._arrival_gap = math.inf
+        self._arrival_gap = RunningAverage(_SMOOTHING)
         self._last_batch_requests = 0
-        self._images_per_second: float | None = None
+        self._images_per_second = RunningAverage(_SMOOTHING)
 
     @property
     def queued_images(self) -> int:
@@ -197,18 +198,14 @@ class BatchScheduler:
 
     def _retry_after(self, queued: int) -> int:
         """Seconds until the work ahead is likely done, from the measured images per second."""
-        if not self._images_per_second:
+        if not self._images_per_second.value:
             return 1
         ahead = queued + self._running_images
-        return max(1, math.ceil(ahead / self._images_per_second))
+        return max(1, math.ceil(ahead / self._images_per_second.value))
 
     def _note_arrival(self, now: float) -> None:
         if self._last_arrival is not None:
-            gap = now - self._last_arrival
-            if math.isinf(self._arrival_gap):
-                self._arrival_gap = gap
-            else:
-                self._arrival_gap += _SMOOTHING * (gap - self._arrival_gap)
+            self._arrival_gap.add(now - self._last_arrival)
         self._last_arrival = now
 
     def _cancel(self, job: Job, reason: str) -> None:
@@ -272,7 +269,7 @@ class BatchScheduler:
         """Requests arrive more often than the wait, or the last batch served more clients than
         are waiting now (their next requests are on the way)."""
         return (
-            self._arrival_gap <= self.config.batch_wait_seconds
+            (self._arrival_gap.samples > 0 and self._arrival_gap.value <= self.config.batch_wait_seconds)
             or len(self._pending) < self._last_batch_requests
         )
 
@@ -330,9 +327,7 @@ class BatchScheduler:
         self._resize(key, calls)
         made = sum(len(r) for _, r in outcome if not isinstance(r, BaseException))
         if made:
-            rate = made / max(time.monotonic() - started, 1e-6)
-            previous = self._images_per_second
-            self._images_per_second = rate if previous is None else previous + _SMOOTHING * (rate - previous)
+            self._images_per_second.add(made / max(time.monotonic() - started, 1e-6))
         for part, result in outcome:
             self._deliver(part, result)
 
