@@ -61,7 +61,9 @@ def api_key(server: RunningServer) -> str:
 @pytest.fixture(scope="session")
 def client(server: RunningServer, api_key: str) -> openai.OpenAI:
     # No retries: every answer the tests see is the server's first.
-    return openai.OpenAI(api_key=api_key, base_url=server.base_url + "/v1", max_retries=0, timeout=300)
+    return openai.OpenAI(
+        api_key=api_key, base_url=server.base_url + "/v1", max_retries=0, timeout=300
+    )
 
 
 @pytest.fixture(scope="session")

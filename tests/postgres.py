@@ -84,19 +84,34 @@ def start_cluster() -> PostgresCluster:
         as_postgres = ["runuser", "-u", "postgres", "--"]
     port = free_port()
     subprocess.run(
-        [*as_postgres, str(bin_dir / "initdb"), "-D", str(root / "data"), "-U", "postgres",
-         "--auth=trust", "--encoding=UTF8", "--no-sync"],
+        [
+            *as_postgres,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(root / "data"),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
+        ],
         check=True,
         capture_output=True,
         timeout=120,
     )
     cluster = PostgresCluster(root, port, bin_dir, as_postgres)
     # fsync off: a test cluster need not survive a power cut, and it makes commits cheap.
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    options = (
+        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    )
     try:
         cluster._pg_ctl("-o", options, "-l", str(root / "server.log"), "-w", "start")
     except subprocess.CalledProcessError as exc:
-        log = (root / "server.log").read_text(errors="replace") if (root / "server.log").exists() else ""
+        log = (
+            (root / "server.log").read_text(errors="replace")
+            if (root / "server.log").exists()
+            else ""
+        )
         shutil.rmtree(root, ignore_errors=True)
         raise RuntimeError(f"PostgreSQL did not start: {exc.stderr!r}\n{log}") from exc
     return cluster

@@ -13,7 +13,9 @@ KEY = BatchKey(256, 256, 4, 0.0, False)
 OTHER_KEY = BatchKey(512, 512, 4, 0.0, False)
 
 
-def run_full_batches(sizer: BatchSizer, key: BatchKey, budget: int, curve: Callable[[int], float], batches: int) -> list[int]:
+def run_full_batches(
+    sizer: BatchSizer, key: BatchKey, budget: int, curve: Callable[[int], float], batches: int
+) -> list[int]:
     """A queue that is always deeper than the limit: every batch holds exactly the limit. `curve`
     gives images per second at each batch size. Returns the sizes run."""
     sizes = []

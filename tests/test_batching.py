@@ -68,7 +68,9 @@ def test_concurrent_compatible_requests_share_one_pipeline_call(client: openai.O
         first = pool.submit(generate, client, model="dall-e-3", prompt="first", size="1024x1024")
         time.sleep(0.3)
         together = [
-            pool.submit(generate, client, model="dall-e-3", prompt=f"together {i}", size="1024x1024")
+            pool.submit(
+                generate, client, model="dall-e-3", prompt=f"together {i}", size="1024x1024"
+            )
             for i in range(3)
         ]
         apart = pool.submit(generate, client, model="dall-e-3", prompt="apart", size="1792x1024")
@@ -107,12 +109,18 @@ def strained(
     )
     running = start_server(
         data_dir,
-        "--config", str(config),
-        "--model", f"dall-e-2={tiny_sd}",
-        "--model", f"dall-e-3={tiny_sdxl}",
-        "--queue-images", "2",
-        "--batch-images", "4",
-        "--deadline", str(DEADLINE_SECONDS),
+        "--config",
+        str(config),
+        "--model",
+        f"dall-e-2={tiny_sd}",
+        "--model",
+        f"dall-e-3={tiny_sdxl}",
+        "--queue-images",
+        "2",
+        "--batch-images",
+        "4",
+        "--deadline",
+        str(DEADLINE_SECONDS),
         env={OOM_ENV: str(3 * 256 * 256)},
     )
     yield running, key
@@ -158,8 +166,14 @@ def test_full_queue_answers_429_at_once_and_deadline_ends_the_rest(
     for response in accepted:
         assert response.status_code == 504, response.text
         error = response.json()["error"]
-        assert error["code"] == "deadline_exceeded" and f"{DEADLINE_SECONDS} seconds" in error["message"]
-    assert post(server, key, model="dall-e-2", prompt="still serving", size="256x256").status_code == 200
+        assert (
+            error["code"] == "deadline_exceeded"
+            and f"{DEADLINE_SECONDS} seconds" in error["message"]
+        )
+    assert (
+        post(server, key, model="dall-e-2", prompt="still serving", size="256x256").status_code
+        == 200
+    )
 
 
 def test_gone_clients_queued_work_is_removed_and_abandoned_batch_stops(
@@ -170,18 +184,25 @@ def test_gone_clients_queued_work_is_removed_and_abandoned_batch_stops(
     # first, then A's: B leaves the queue, and A's batch, with nobody left, stops at a step.
     with ThreadPoolExecutor(2) as pool:
         # Both clients give up before the deadline, so the cancellations are theirs.
-        running = pool.submit(post, server, key, 2.0, model="slow", prompt="abandoned", size="256x256")
+        running = pool.submit(
+            post, server, key, 2.0, model="slow", prompt="abandoned", size="256x256"
+        )
         time.sleep(0.5)
         queued = pool.submit(post, server, key, 1.0, model="slow", prompt="gone", size="384x256")
         for future in (queued, running):
             with pytest.raises(httpx.ReadTimeout):
                 future.result()
-    removed = wait_for_log(server, "removed a request for 1 images from the queue: its client went away")
+    removed = wait_for_log(
+        server, "removed a request for 1 images from the queue: its client went away"
+    )
     assert '"request_id": "req_' in removed  # logged under the request's own id
     stopped = wait_for_log(server, "every request in it was cancelled")
     step = int(stopped.split("after step ")[1].split(" of ")[0])
     assert 0 < step < SLOW_STEPS and f"of {SLOW_STEPS}" in stopped
-    assert post(server, key, model="dall-e-2", prompt="still serving", size="256x256").status_code == 200
+    assert (
+        post(server, key, model="dall-e-2", prompt="still serving", size="256x256").status_code
+        == 200
+    )
 
 
 def test_out_of_memory_splits_the_batch_and_a_lone_image_fails_alone(
@@ -193,7 +214,12 @@ def test_out_of_memory_splits_the_batch_and_a_lone_image_fails_alone(
     response = post(server, key, model="dall-e-2", prompt="four", n=4, size="512x512")
     assert response.status_code == 200, response.text
     images = [decode_b64(item["b64_json"]) for item in response.json()["data"]]
-    assert [int(image.text["seed"]) - int(images[0].text["seed"]) for image in images] == [0, 1, 2, 3]
+    assert [int(image.text["seed"]) - int(images[0].text["seed"]) for image in images] == [
+        0,
+        1,
+        2,
+        3,
+    ]
     assert {image.text["batch_images"] for image in images} == {"2"}
     assert {image.size for image in images} == {(512, 512)}
     assert "retrying it in halves" in server.log()

@@ -16,14 +16,22 @@ from easel.bench.runner import targets
 
 def sample_results() -> dict[str, object]:
     runs = [
-        {"concurrency": c, "images_per_second": ips, "ratio_to_raw": ips / 4.0, "p50_ms": p50, "p95_ms": p50 * 1.5,
-         "raw_images_per_second_around": 4.0}
+        {
+            "concurrency": c,
+            "images_per_second": ips,
+            "ratio_to_raw": ips / 4.0,
+            "p50_ms": p50,
+            "p95_ms": p50 * 1.5,
+            "raw_images_per_second_around": 4.0,
+        }
         for c, ips, p50 in [(1, 3.9, 250.0), (4, 6.5, 600.0), (16, 7.9, 2000.0), (64, 8.1, 7900.0)]
     ]
     return {
         "machine": describe(),
         "encoding": {"serving_encoder": "fpng", "encoders": {"fpng": {"median_ms": 5.0}}},
-        "workloads": [{"name": "tiny", "raw": {"images_per_second": 4.0, "p50_ms": 250.0}, "easel": runs}],
+        "workloads": [
+            {"name": "tiny", "raw": {"images_per_second": 4.0, "p50_ms": 250.0}, "easel": runs}
+        ],
     }
 
 
@@ -49,13 +57,17 @@ def test_machine_is_named_in_file_names() -> None:
     machine = describe()
     assert machine["cores"] and machine["torch"]
     assert slug({"gpu": None, "cpu": "AMD EPYC 7B13", "cores": 2}) == "amd-epyc-7b13-2cores"
-    assert slug({"gpu": "NVIDIA H100 80GB HBM3", "cpu": "x", "cores": 16}) == "nvidia-h100-80gb-hbm3"
+    assert (
+        slug({"gpu": "NVIDIA H100 80GB HBM3", "cpu": "x", "cores": 16}) == "nvidia-h100-80gb-hbm3"
+    )
 
 
 def test_bad_concurrency_is_refused(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "easel", "bench", "--concurrency", "1,x", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert "--concurrency expects numbers" in result.stderr

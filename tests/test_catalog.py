@@ -48,7 +48,9 @@ def test_yaml_entries_merge_over_defaults(tmp_path: Path) -> None:
     catalog = Catalog.build(config, ["sdxl=/models/sdxl"])
     assert catalog.get("dall-e-2").max_n == 4
     assert catalog.get("dall-e-2").max_prompt_chars == 1000
-    plan = catalog.get("sdxl").plan(prompt="a fox", n=None, size="1152x896", quality=None, style=None)
+    plan = catalog.get("sdxl").plan(
+        prompt="a fox", n=None, size="1152x896", quality=None, style=None
+    )
     assert plan.prompt == "a fox, anime style" == plan.revised_prompt
     assert (plan.width, plan.height, plan.guidance_scale) == (1152, 896, 6)
     assert catalog.get("sdxl").source == "/models/sdxl"
@@ -62,7 +64,10 @@ def test_yaml_entries_merge_over_defaults(tmp_path: Path) -> None:
         ("models:\n  x:\n    source: a/b\n    colour: red\n", "colour"),
         ("models:\n  x:\n    sizes: [256x256]\n    default_size: 256x256\n", "source"),
         ("models:\n  x:\n    source: a/b\n    default_size: 9x9\n", "default_size"),
-        ("models: {x: {source: a/b, styles: {s: {prompt_template: no placeholder}}, default_style: s}}", "{prompt}"),
+        (
+            "models: {x: {source: a/b, styles: {s: {prompt_template: no placeholder}}, default_style: s}}",
+            "{prompt}",
+        ),
         ("{{{", "YAML"),
     ],
 )
@@ -85,5 +90,7 @@ def test_unknown_model_and_per_model_checks() -> None:
     with pytest.raises(NotFoundError):
         catalog.get("gpt-image-1")
     with pytest.raises(InvalidRequestError) as excinfo:
-        catalog.get("dall-e-3").plan(prompt="x", n=1, size="1024x1024", quality="hd", style="pastel")
+        catalog.get("dall-e-3").plan(
+            prompt="x", n=1, size="1024x1024", quality="hd", style="pastel"
+        )
     assert excinfo.value.param == "style"

@@ -49,12 +49,23 @@ def test_generate_matches_the_server_pixel_for_pixel(
 ) -> None:
     # The session server serves dall-e-2 from the same tiny pipeline directory.
     result = run_easel(
-        "generate", "a quiet harbour", "--model-source", f"dall-e-2={tiny_sd}",
-        "--size", "256x256", "--seed", "31337", "--out", str(tmp_path),
+        "generate",
+        "a quiet harbour",
+        "--model-source",
+        f"dall-e-2={tiny_sd}",
+        "--size",
+        "256x256",
+        "--seed",
+        "31337",
+        "--out",
+        str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
     served = client.images.generate(
-        model="dall-e-2", prompt="a quiet harbour", size="256x256", response_format="b64_json",
+        model="dall-e-2",
+        prompt="a quiet harbour",
+        size="256x256",
+        response_format="b64_json",
         extra_body={"seed": 31337},
     )
     with Image.open(written(result.stdout)[0]) as local:
@@ -69,9 +80,24 @@ def test_generate_dall_e_3_style_quality_and_config(tiny_sdxl: Path, tmp_path: P
         "      standard: {steps: 2, guidance_scale: 7}\n      hd: {steps: 3, guidance_scale: 7}\n"
     )
     result = run_easel(
-        "generate", "a city at night", "--model", "dall-e-3", "--config", str(config),
-        "--model-source", f"dall-e-3={tiny_sdxl}", "--size", "1792x1024", "--style", "natural",
-        "--quality", "hd", "--seed", "5", "--out", str(tmp_path / "out"),
+        "generate",
+        "a city at night",
+        "--model",
+        "dall-e-3",
+        "--config",
+        str(config),
+        "--model-source",
+        f"dall-e-3={tiny_sdxl}",
+        "--size",
+        "1792x1024",
+        "--style",
+        "natural",
+        "--quality",
+        "hd",
+        "--seed",
+        "5",
+        "--out",
+        str(tmp_path / "out"),
     )
     assert result.returncode == 0, result.stderr
     with Image.open(written(result.stdout)[0]) as image:
@@ -82,11 +108,16 @@ def test_generate_dall_e_3_style_quality_and_config(tiny_sdxl: Path, tmp_path: P
     assert "3/3 steps" in result.stderr
 
 
-def test_generate_refuses_bad_options_with_the_servers_messages(tiny_sd: Path, tmp_path: Path) -> None:
+def test_generate_refuses_bad_options_with_the_servers_messages(
+    tiny_sd: Path, tmp_path: Path
+) -> None:
     source = ("--model-source", f"dall-e-2={tiny_sd}", "--out", str(tmp_path))
     cases = [
-        (("--size", "999x999"), "--size: Invalid value: '999x999'. Supported values are: "
-         "'256x256', '512x512', and '1024x1024'."),
+        (
+            ("--size", "999x999"),
+            "--size: Invalid value: '999x999'. Supported values are: "
+            "'256x256', '512x512', and '1024x1024'.",
+        ),
         (("--seed", "-3"), "--seed: -3 is less than the minimum of 0 - 'seed'"),
     ]
     for options, message in cases:
@@ -99,23 +130,37 @@ def test_generate_refuses_bad_options_with_the_servers_messages(tiny_sd: Path, t
 
 def test_generate_says_when_the_pipeline_cannot_load(tmp_path: Path) -> None:
     result = run_easel(
-        "generate", "a cat", "--model-source", "dall-e-2=/nonexistent/easel/pipeline",
-        "--out", str(tmp_path),
+        "generate",
+        "a cat",
+        "--model-source",
+        "dall-e-2=/nonexistent/easel/pipeline",
+        "--out",
+        str(tmp_path),
     )
     assert result.returncode == 1
     assert "not a diffusers pipeline directory" in " ".join(result.stderr.split())
 
 
-def test_generate_reports_a_pipeline_that_fails_while_running(tiny_sd: Path, tmp_path: Path) -> None:
+def test_generate_reports_a_pipeline_that_fails_while_running(
+    tiny_sd: Path, tmp_path: Path
+) -> None:
     # A scheduler with fewer training timesteps than the steps asked for: diffusers refuses at call
     # time, the only way to make a real pipeline fail mid-run.
     broken = tmp_path / "broken"
     shutil.copytree(tiny_sd, broken)
     config_path = broken / "scheduler" / "scheduler_config.json"
-    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "num_train_timesteps": 1}))
+    config_path.write_text(
+        json.dumps({**json.loads(config_path.read_text()), "num_train_timesteps": 1})
+    )
     result = run_easel(
-        "generate", "a cat", "--model-source", f"dall-e-2={broken}", "--size", "256x256",
-        "--out", str(tmp_path / "out"),
+        "generate",
+        "a cat",
+        "--model-source",
+        f"dall-e-2={broken}",
+        "--size",
+        "256x256",
+        "--out",
+        str(tmp_path / "out"),
     )
     assert result.returncode == 1
     assert "the dall-e-2 pipeline failed" in " ".join(result.stderr.split())

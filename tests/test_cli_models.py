@@ -55,24 +55,43 @@ def test_list_shows_source_presence_size_licence_and_sizes(
     hf_home: Path, config: Path, tiny_sd: Path
 ) -> None:
     result = run_easel(
-        "models", "list", "--config", str(config), "--model-source", f"dall-e-2={tiny_sd}",
+        "models",
+        "list",
+        "--config",
+        str(config),
+        "--model-source",
+        f"dall-e-2={tiny_sd}",
         env=offline(hf_home),
     )
     assert result.returncode == 0, result.stderr
     table = rows(result.stdout)
     assert {"dall-e-2", "dall-e-3", "tiny-hub", "absent"} <= set(table)
     assert HUB_ID in table["tiny-hub"] and "│ yes" in table["tiny-hub"]
-    assert " MB" in table["tiny-hub"] and "MIT" in table["tiny-hub"] and "256x256" in table["tiny-hub"]
+    assert (
+        " MB" in table["tiny-hub"] and "MIT" in table["tiny-hub"] and "256x256" in table["tiny-hub"]
+    )
     assert "│ no" in table["absent"]
-    assert "│ no" in table["dall-e-3"] and "stabilityai/stable-diffusion-xl-base-1.0" in table["dall-e-3"]
+    assert (
+        "│ no" in table["dall-e-3"]
+        and "stabilityai/stable-diffusion-xl-base-1.0" in table["dall-e-3"]
+    )
     assert "│ yes" in table["dall-e-2"] and "1792x1024" not in table["dall-e-2"]
     assert "CreativeML Open RAIL++-M" in table["dall-e-3"]
 
 
 def test_a_cached_hub_model_generates_offline(hf_home: Path, config: Path, tmp_path: Path) -> None:
     result = run_easel(
-        "generate", "a cached fox", "--model", "tiny-hub", "--config", str(config),
-        "--seed", "1", "--out", str(tmp_path / "out"), env=offline(hf_home),
+        "generate",
+        "a cached fox",
+        "--model",
+        "tiny-hub",
+        "--config",
+        str(config),
+        "--seed",
+        "1",
+        "--out",
+        str(tmp_path / "out"),
+        env=offline(hf_home),
     )
     assert result.returncode == 0, result.stderr
     with Image.open(result.stdout.strip()) as image:
@@ -81,8 +100,9 @@ def test_a_cached_hub_model_generates_offline(hf_home: Path, config: Path, tmp_p
 
 def test_rm_asks_first_then_frees_the_space(hf_home: Path, config: Path) -> None:
     repo_dir = hf_home / "hub" / "models--easel-test--tiny-sd"
-    declined = run_easel("models", "rm", "tiny-hub", "--config", str(config), stdin="n\n",
-                         env=offline(hf_home))
+    declined = run_easel(
+        "models", "rm", "tiny-hub", "--config", str(config), stdin="n\n", env=offline(hf_home)
+    )
     assert declined.returncode == 1
     assert "Delete easel-test/tiny-sd from the Hugging Face cache, freeing" in declined.stdout
     assert repo_dir.exists()
@@ -92,15 +112,21 @@ def test_rm_asks_first_then_frees_the_space(hf_home: Path, config: Path) -> None
     assert "Removed easel-test/tiny-sd, freed" in accepted.stdout
     assert not repo_dir.exists()
 
-    again = run_easel("models", "rm", "tiny-hub", "--config", str(config), "--yes",
-                      env=offline(hf_home))
+    again = run_easel(
+        "models", "rm", "tiny-hub", "--config", str(config), "--yes", env=offline(hf_home)
+    )
     assert again.returncode == 0
     assert "nothing to remove" in again.stderr
 
 
 def test_rm_never_deletes_a_local_directory(tiny_sd: Path, tmp_path: Path) -> None:
     result = run_easel(
-        "models", "rm", "dall-e-2", "--model-source", f"dall-e-2={tiny_sd}", "--yes",
+        "models",
+        "rm",
+        "dall-e-2",
+        "--model-source",
+        f"dall-e-2={tiny_sd}",
+        "--yes",
         env=offline(tmp_path),
     )
     assert result.returncode == 1
@@ -177,27 +203,44 @@ def test_only_the_files_the_pipeline_reads_are_fetched() -> None:
         "vae": ["diffusers", "AutoencoderKL"],
     }
     repo = [
-        "README.md", "model_index.json", "sd_turbo.safetensors", "sd_turbo_fp16.safetensors",
+        "README.md",
+        "model_index.json",
+        "sd_turbo.safetensors",
+        "sd_turbo_fp16.safetensors",
         "scheduler/scheduler_config.json",
-        "text_encoder/config.json", "text_encoder/model.safetensors",
-        "text_encoder/model.fp16.safetensors", "text_encoder/pytorch_model.bin",
-        "tokenizer/merges.txt", "tokenizer/special_tokens_map.json",
-        "tokenizer/tokenizer_config.json", "tokenizer/vocab.json",
-        "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-        "unet/diffusion_pytorch_model.fp16.safetensors", "unet/diffusion_pytorch_model.bin",
-        "unet/diffusion_pytorch_model.onnx", "unet/diffusion_flax_model.msgpack",
-        "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
+        "text_encoder/config.json",
+        "text_encoder/model.safetensors",
+        "text_encoder/model.fp16.safetensors",
+        "text_encoder/pytorch_model.bin",
+        "tokenizer/merges.txt",
+        "tokenizer/special_tokens_map.json",
+        "tokenizer/tokenizer_config.json",
+        "tokenizer/vocab.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "unet/diffusion_pytorch_model.bin",
+        "unet/diffusion_pytorch_model.onnx",
+        "unet/diffusion_flax_model.msgpack",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
         "vae/diffusion_pytorch_model.fp16.safetensors",
-        "vae_1_0/config.json", "vae_1_0/diffusion_pytorch_model.safetensors",
+        "vae_1_0/config.json",
+        "vae_1_0/diffusion_pytorch_model.safetensors",
     ]
     assert needed_files(model_index, repo) == [
         "model_index.json",
         "scheduler/scheduler_config.json",
-        "text_encoder/config.json", "text_encoder/model.safetensors",
-        "tokenizer/merges.txt", "tokenizer/special_tokens_map.json",
-        "tokenizer/tokenizer_config.json", "tokenizer/vocab.json",
-        "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-        "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
+        "text_encoder/config.json",
+        "text_encoder/model.safetensors",
+        "tokenizer/merges.txt",
+        "tokenizer/special_tokens_map.json",
+        "tokenizer/tokenizer_config.json",
+        "tokenizer/vocab.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
     ]
     # A component without safetensors makes the whole pipeline load pickled .bin files, sharded too.
     legacy = [f for f in repo if f != "vae/diffusion_pytorch_model.safetensors"] + [
@@ -205,7 +248,9 @@ def test_only_the_files_the_pipeline_reads_are_fetched() -> None:
         "unet/diffusion_pytorch_model.bin.index.json",
     ]
     chosen = needed_files(model_index, legacy)
-    assert "unet/diffusion_pytorch_model.bin" in chosen and "vae/diffusion_pytorch_model.bin" in chosen
+    assert (
+        "unet/diffusion_pytorch_model.bin" in chosen and "vae/diffusion_pytorch_model.bin" in chosen
+    )
     assert "unet/diffusion_pytorch_model.bin.index.json" in chosen
     assert not any(name.endswith(".safetensors") for name in chosen)
 

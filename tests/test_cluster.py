@@ -88,11 +88,26 @@ def cluster(
             port = free_port()
             deploy = subprocess.run(
                 [
-                    sys.executable, "-m", "easel", "cluster", "serve",
-                    "--address", ray.get_runtime_context().gcs_address, "--detach",
-                    "--host", "127.0.0.1", "--port", str(port),
-                    "--data-dir", str(data_dir), "--config", str(config),
-                    "--storage", f"s3://{BUCKET}/cluster", "--ingress-cpus", "0.25",
+                    sys.executable,
+                    "-m",
+                    "easel",
+                    "cluster",
+                    "serve",
+                    "--address",
+                    ray.get_runtime_context().gcs_address,
+                    "--detach",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--data-dir",
+                    str(data_dir),
+                    "--config",
+                    str(config),
+                    "--storage",
+                    f"s3://{BUCKET}/cluster",
+                    "--ingress-cpus",
+                    "0.25",
                 ],
                 capture_output=True,
                 text=True,
@@ -124,7 +139,9 @@ def _pid(response: Any) -> int:
     return int(field.removeprefix("pid="))
 
 
-def test_images_through_the_cluster_have_the_requested_sizes(cluster: Cluster, s3: S3Server) -> None:
+def test_images_through_the_cluster_have_the_requested_sizes(
+    cluster: Cluster, s3: S3Server
+) -> None:
     client = cluster.client()
     b64 = client.images.generate(
         model="dall-e-2", prompt="a lighthouse", n=2, size="512x512", response_format="b64_json"
@@ -164,7 +181,9 @@ def test_api_errors_come_back_in_openais_envelope(cluster: Cluster) -> None:
         client.images.generate(model="dall-e-3", prompt="a cat", n=2)
     assert bad.value.code == "integer_above_max_value"
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(api_key="sk-wrong", base_url=cluster.base_url + "/v1", max_retries=0).models.list()
+        openai.OpenAI(
+            api_key="sk-wrong", base_url=cluster.base_url + "/v1", max_retries=0
+        ).models.list()
     # ... and raised inside a model replica: the Easel error crosses the Ray boundary intact.
     with pytest.raises(openai.InternalServerError) as unavailable:
         client.images.generate(model="broken", prompt="a cat", size="256x256")
@@ -202,8 +221,13 @@ def test_killing_a_replica_mid_run_leaves_every_request_answered(cluster: Cluste
     def one(i: int) -> tuple[int, dict[str, Any], str, float]:
         response = httpx.post(
             cluster.base_url + "/v1/images/generations",
-            json={"model": "dall-e-2", "prompt": f"storm {i}", "n": 4, "size": "256x256",
-                  "response_format": "b64_json"},
+            json={
+                "model": "dall-e-2",
+                "prompt": f"storm {i}",
+                "n": 4,
+                "size": "256x256",
+                "response_format": "b64_json",
+            },
             headers={"Authorization": f"Bearer {cluster.api_key}"},
             timeout=180,
         )

@@ -28,7 +28,9 @@ def test_config_file_deploys_the_catalog_with_per_model_scaling(tmp_path: Path) 
         yaml.safe_dump(
             {
                 "models": {
-                    "dall-e-3": {"deployment": {"gpus_per_replica": 1, "min_replicas": 2, "max_replicas": 6}},
+                    "dall-e-3": {
+                        "deployment": {"gpus_per_replica": 1, "min_replicas": 2, "max_replicas": 6}
+                    },
                     "flux": {"source": "/models/flux", "deployment": {"gpus_per_replica": 2}},
                 }
             }
@@ -36,9 +38,27 @@ def test_config_file_deploys_the_catalog_with_per_model_scaling(tmp_path: Path) 
     )
     output = tmp_path / "serve.yaml"
     result = cluster_cli(
-        "config", "-o", str(output), "--config", str(catalog), "--model", "dall-e-2=/models/turbo",
-        "--storage", "s3://images/easel", "--url-ttl", "900", "--host", "0.0.0.0", "--port", "8000",
-        "--max-queued-requests", "64", "--ingress-replicas", "2", "--data-dir", str(tmp_path),
+        "config",
+        "-o",
+        str(output),
+        "--config",
+        str(catalog),
+        "--model",
+        "dall-e-2=/models/turbo",
+        "--storage",
+        "s3://images/easel",
+        "--url-ttl",
+        "900",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+        "--max-queued-requests",
+        "64",
+        "--ingress-replicas",
+        "2",
+        "--data-dir",
+        str(tmp_path),
     )
     assert result.exit_code == 0, result.output
     config = yaml.safe_load(output.read_text())
@@ -86,7 +106,10 @@ def test_config_file_keeps_secrets_out(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--min-replicas", "3", "--max-replicas", "2"], "min_replicas must not exceed max_replicas"),
+        (
+            ["--min-replicas", "3", "--max-replicas", "2"],
+            "min_replicas must not exceed max_replicas",
+        ),
         (["--gpus-per-replica", "-1"], "gpus_per_replica"),
         (["--model", "oops"], "NAME=HUB_ID_OR_DIR"),
     ],

@@ -22,7 +22,9 @@ def post(server: RunningServer, api_key: str | None, **kwargs: Any) -> httpx.Res
     )
 
 
-def assert_envelope(response: httpx.Response, status: int, param: str | None = None) -> dict[str, Any]:
+def assert_envelope(
+    response: httpx.Response, status: int, param: str | None = None
+) -> dict[str, Any]:
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert set(error) == ENVELOPE_KEYS
@@ -35,20 +37,48 @@ def assert_envelope(response: httpx.Response, status: int, param: str | None = N
 @pytest.mark.parametrize(
     ("kwargs", "param", "code", "message"),
     [
-        ({"model": "dall-e-2", "n": 11}, "n", "integer_above_max_value", "11 is greater than the maximum of 10 - 'n'"),
-        ({"model": "dall-e-2", "n": 0}, "n", "integer_below_min_value", "0 is less than the minimum of 1 - 'n'"),
+        (
+            {"model": "dall-e-2", "n": 11},
+            "n",
+            "integer_above_max_value",
+            "11 is greater than the maximum of 10 - 'n'",
+        ),
+        (
+            {"model": "dall-e-2", "n": 0},
+            "n",
+            "integer_below_min_value",
+            "0 is less than the minimum of 1 - 'n'",
+        ),
         ({"model": "dall-e-3", "n": 2}, "n", None, "You must provide n=1 for this model."),
-        ({"model": "dall-e-3", "size": "512x512"}, "size", "invalid_value",
-         "Invalid value: '512x512'. Supported values are: '1024x1024', '1792x1024', and '1024x1792'."),
+        (
+            {"model": "dall-e-3", "size": "512x512"},
+            "size",
+            "invalid_value",
+            "Invalid value: '512x512'. Supported values are: '1024x1024', '1792x1024', and '1024x1792'.",
+        ),
         ({"model": "dall-e-2", "size": "1792x1024"}, "size", "invalid_value", None),
         ({"model": "dall-e-2", "size": "huge"}, "size", "invalid_value", None),
         ({"model": "dall-e-2", "quality": "hd"}, "quality", "invalid_value", None),
         ({"model": "dall-e-3", "quality": "ultra"}, "quality", "invalid_value", None),
-        ({"model": "dall-e-2", "style": "vivid"}, "style", "unknown_parameter", "Unknown parameter: 'style'."),
+        (
+            {"model": "dall-e-2", "style": "vivid"},
+            "style",
+            "unknown_parameter",
+            "Unknown parameter: 'style'.",
+        ),
         ({"model": "dall-e-3", "style": "baroque"}, "style", "invalid_value", None),
-        ({"model": "dall-e-3", "response_format": "jpeg"}, "response_format", "invalid_value", None),
-        ({"model": "dall-e-2", "prompt": "x" * 1001}, "prompt", "string_above_max_length",
-         "Prompt must be length 1000 or less. Your prompt length is 1001. Please reduce your prompt length."),
+        (
+            {"model": "dall-e-3", "response_format": "jpeg"},
+            "response_format",
+            "invalid_value",
+            None,
+        ),
+        (
+            {"model": "dall-e-2", "prompt": "x" * 1001},
+            "prompt",
+            "string_above_max_length",
+            "Prompt must be length 1000 or less. Your prompt length is 1001. Please reduce your prompt length.",
+        ),
         ({"model": "dall-e-3", "prompt": "x" * 4001}, "prompt", "string_above_max_length", None),
         ({"model": "dall-e-2", "prompt": ""}, "prompt", "empty_string", None),
         ({"model": "dall-e-2", "prompt": "   "}, "prompt", "empty_string", None),
@@ -133,7 +163,9 @@ def test_revoked_key_is_refused(server: RunningServer) -> None:
         ({"prompt": "a cat", "user": 7}, "user"),
     ],
 )
-def test_wrong_json_types(server: RunningServer, api_key: str, body: dict[str, Any], param: str) -> None:
+def test_wrong_json_types(
+    server: RunningServer, api_key: str, body: dict[str, Any], param: str
+) -> None:
     error = assert_envelope(post(server, api_key, json=body), 400, param)
     assert error["code"] == "invalid_type"
     assert f"Invalid type for '{param}'" in error["message"]
@@ -145,7 +177,9 @@ def test_missing_prompt(server: RunningServer, api_key: str) -> None:
 
 
 def test_unknown_field(server: RunningServer, api_key: str) -> None:
-    error = assert_envelope(post(server, api_key, json={"prompt": "a cat", "colour": "red"}), 400, "colour")
+    error = assert_envelope(
+        post(server, api_key, json={"prompt": "a cat", "colour": "red"}), 400, "colour"
+    )
     assert error["code"] == "unknown_parameter"
 
 
@@ -188,5 +222,7 @@ def test_unknown_route_is_enveloped(server: RunningServer, api_key: str) -> None
 def test_server_keeps_serving_after_errors(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError):
         client.images.generate(model="dall-e-2", prompt="a cat", n=99)
-    result = client.images.generate(model="dall-e-2", prompt="a cat", size="256x256", response_format="b64_json")
+    result = client.images.generate(
+        model="dall-e-2", prompt="a cat", size="256x256", response_format="b64_json"
+    )
     assert len(result.data) == 1

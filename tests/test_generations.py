@@ -95,12 +95,16 @@ def test_dall_e_3_styles_give_different_revised_prompts(client: openai.OpenAI) -
     assert vivid_prompt != natural_prompt
     # revised_prompt is exactly the text the pipeline received, recorded in the PNG.
     assert decode_b64(vivid.data[0].b64_json or "").text["revised_prompt"] == vivid_prompt
-    default = client.images.generate(model="dall-e-3", prompt="a city at night", response_format="b64_json")
+    default = client.images.generate(
+        model="dall-e-3", prompt="a city at night", response_format="b64_json"
+    )
     assert default.data[0].revised_prompt == vivid_prompt
 
 
 def test_dall_e_3_hd_runs_more_steps(client: openai.OpenAI) -> None:
-    standard = client.images.generate(model="dall-e-3", prompt="a bowl of fruit", response_format="b64_json")
+    standard = client.images.generate(
+        model="dall-e-3", prompt="a bowl of fruit", response_format="b64_json"
+    )
     hd = client.images.generate(
         model="dall-e-3", prompt="a bowl of fruit", quality="hd", response_format="b64_json"
     )
@@ -136,7 +140,12 @@ def test_response_matches_official_schema(
 ) -> None:
     response = httpx.post(
         server.base_url + "/v1/images/generations",
-        json={"model": "dall-e-3", "prompt": "a tree", "response_format": response_format, "user": "u1"},
+        json={
+            "model": "dall-e-3",
+            "prompt": "a tree",
+            "response_format": response_format,
+            "user": "u1",
+        },
         headers={"Authorization": f"Bearer {api_key}"},
         timeout=300,
     )
@@ -152,7 +161,9 @@ def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
     listed = {model.id: model for model in client.models.list()}
     assert {"dall-e-2", "dall-e-3"} <= set(listed)
     assert listed["dall-e-3"].object == "model"
-    assert listed["dall-e-3"].owned_by == "stabilityai" and isinstance(listed["dall-e-3"].created, int)
+    assert listed["dall-e-3"].owned_by == "stabilityai" and isinstance(
+        listed["dall-e-3"].created, int
+    )
     assert client.models.retrieve("dall-e-3").id == "dall-e-3"
     with pytest.raises(openai.NotFoundError) as excinfo:
         client.models.retrieve("no-such-model")

@@ -20,7 +20,9 @@ def make_url(client: openai.OpenAI) -> str:
     return result.data[0].url or ""
 
 
-def test_url_is_absolute_signed_and_valid_for_an_hour(client: openai.OpenAI, server: RunningServer) -> None:
+def test_url_is_absolute_signed_and_valid_for_an_hour(
+    client: openai.OpenAI, server: RunningServer
+) -> None:
     url = make_url(client)
     parts = urlsplit(url)
     assert url.startswith(server.base_url + "/files/images/")
@@ -53,7 +55,9 @@ def _with_query(url: str, **changes: str) -> str:
     parts = urlsplit(url)
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
     query.update(changes)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}?" + "&".join(f"{k}={v}" for k, v in query.items())
+    return f"{parts.scheme}://{parts.netloc}{parts.path}?" + "&".join(
+        f"{k}={v}" for k, v in query.items()
+    )
 
 
 def test_tampered_urls_are_403(client: openai.OpenAI) -> None:
@@ -102,9 +106,13 @@ def test_expired_url_is_410(client: openai.OpenAI, server: RunningServer) -> Non
 )
 def test_path_traversal_never_reveals_files(server: RunningServer, path: str) -> None:
     with httpx.Client() as http:
-        request = http.build_request("GET", server.base_url + path + "?expires=9999999999&signature=00")
+        request = http.build_request(
+            "GET", server.base_url + path + "?expires=9999999999&signature=00"
+        )
         # Send the path exactly as written, without client-side normalisation.
-        request.url = request.url.copy_with(raw_path=(path + "?expires=9999999999&signature=00").encode())
+        request.url = request.url.copy_with(
+            raw_path=(path + "?expires=9999999999&signature=00").encode()
+        )
         response = http.send(request)
     assert response.status_code in (403, 404)
     assert b"SQLite" not in response.content

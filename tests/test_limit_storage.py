@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,13 +13,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
+from easel.db.database import Base, Database, normalise_url
+from easel.db.migrations import current_revision, head_revision
 from easel.errors import InsufficientQuotaError, RateLimitError
+from easel.keys.store import KeyStore
 from easel.limits.limiter import Limiter, format_duration
 from easel.limits.policy import KeyPolicy, PolicyError, parse_expiry
-from easel.storage.api_keys import KeyStore
-from easel.storage.database import Base, Database, normalise_url
-from easel.storage.migrations import current_revision, head_revision
-from easel.storage.usage import UsageRecord, UsageStore
+from easel.usage.store import UsageRecord, UsageStore
 from tests.postgres import PostgresCluster
 
 
@@ -61,15 +61,20 @@ def test_migrations_build_the_models_schema_and_are_idempotent(database: Databas
 def test_a_database_from_before_migrations_is_adopted_with_its_keys(database_url: str) -> None:
     engine = create_engine(normalise_url(database_url))
     with engine.begin() as connection:  # the first release's schema, made by create_all
-        connection.execute(text(
-            "CREATE TABLE api_keys (id VARCHAR(32) PRIMARY KEY, name VARCHAR(200) NOT NULL, "
-            "secret_hash VARCHAR(64) NOT NULL UNIQUE, display_hint VARCHAR(32) NOT NULL, "
-            "created_at TIMESTAMP WITH TIME ZONE NOT NULL, revoked_at TIMESTAMP WITH TIME ZONE)"
-        ))
-        connection.execute(text(
-            "INSERT INTO api_keys VALUES ('key_old', 'old', :digest, 'sk-ol***', "
-            "CURRENT_TIMESTAMP, NULL)"
-        ), {"digest": "0" * 64})
+        connection.execute(
+            text(
+                "CREATE TABLE api_keys (id VARCHAR(32) PRIMARY KEY, name VARCHAR(200) NOT NULL, "
+                "secret_hash VARCHAR(64) NOT NULL UNIQUE, display_hint VARCHAR(32) NOT NULL, "
+                "created_at TIMESTAMP WITH TIME ZONE NOT NULL, revoked_at TIMESTAMP WITH TIME ZONE)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO api_keys VALUES ('key_old', 'old', :digest, 'sk-ol***', "
+                "CURRENT_TIMESTAMP, NULL)"
+            ),
+            {"digest": "0" * 64},
+        )
     engine.dispose()
     database = Database(database_url)
     try:
@@ -101,7 +106,9 @@ def test_image_rate_takes_n_and_refuses_a_request_that_can_never_fit(database: D
     clock = Clock()
     key, _ = KeyStore(database).create("i", KeyPolicy(ipm=5))
     limiter = Limiter(database, clock=clock)
-    assert limiter.admit_images(key, None, 3, "req_1").headers["x-ratelimit-remaining-images"] == "2"
+    assert (
+        limiter.admit_images(key, None, 3, "req_1").headers["x-ratelimit-remaining-images"] == "2"
+    )
     with pytest.raises(RateLimitError) as refused:
         limiter.admit_images(key, None, 3, "req_2")
     assert "x-should-retry" not in refused.value.headers
@@ -109,7 +116,9 @@ def test_image_rate_takes_n_and_refuses_a_request_that_can_never_fit(database: D
         limiter.admit_images(key, None, 6, "req_3")
     assert never.value.headers["x-should-retry"] == "false"
     # A refused request takes nothing: the two images left are still there.
-    assert limiter.admit_images(key, None, 2, "req_4").headers["x-ratelimit-remaining-images"] == "0"
+    assert (
+        limiter.admit_images(key, None, 2, "req_4").headers["x-ratelimit-remaining-images"] == "0"
+    )
 
 
 def test_user_limits_are_separate_within_a_key_and_all_or_nothing(database: Database) -> None:
@@ -135,7 +144,10 @@ def test_quota_reserves_in_flight_images_and_counts_only_delivered_ones(database
     with pytest.raises(InsufficientQuotaError) as refused:
         limiter.admit_images(key, None, 3, "req_2")  # 3 in flight + 3 > 5
     assert refused.value.headers["x-should-retry"] == "false"
-    assert refused.value.error_type == "insufficient_quota" and refused.value.code == "insufficient_quota"
+    assert (
+        refused.value.error_type == "insufficient_quota"
+        and refused.value.code == "insufficient_quota"
+    )
     assert 0 < int(refused.value.headers["Retry-After"]) <= 86400  # the next UTC day
     # The first request fails after one of its three images: only that one counts.
     usage.write([_record("req_1", key.id, n=3, delivered=1, period=first.quota_period)])
@@ -193,9 +205,17 @@ def test_concurrent_admissions_never_exceed_the_limit(database: Database, kind: 
 
 def test_key_policy_round_trips_and_refuses_nonsense(database: Database) -> None:
     keys = KeyStore(database)
-    expires = datetime(2030, 1, 2, 3, 4, tzinfo=timezone.utc)
-    policy = KeyPolicy(rpm=1, ipm=2, user_rpm=3, user_ipm=4, quota=5, quota_period="month",
-                       models=("dall-e-2", "dall-e-3"), expires_at=expires)
+    expires = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
+    policy = KeyPolicy(
+        rpm=1,
+        ipm=2,
+        user_rpm=3,
+        user_ipm=4,
+        quota=5,
+        quota_period="month",
+        models=("dall-e-2", "dall-e-3"),
+        expires_at=expires,
+    )
     key, secret = keys.create("p", policy)
     assert keys.get(key.id).policy == policy
     updated = keys.update(key.id, {"rpm": None, "disabled": True}, name="renamed")
@@ -206,24 +226,28 @@ def test_key_policy_round_trips_and_refuses_nonsense(database: Database) -> None
     with pytest.raises(PolicyError):
         keys.update(key.id, {"ipm": 0})
     assert keys.get(key.id).policy.quota_period == "month"  # the refused change left nothing behind
-    keys.update(key.id, {"disabled": False, "expires_at": datetime.now(timezone.utc) - timedelta(seconds=1)})
+    keys.update(
+        key.id, {"disabled": False, "expires_at": datetime.now(UTC) - timedelta(seconds=1)}
+    )
     assert keys.find(secret).status() == "expired"
 
 
 def test_expiry_and_duration_formats() -> None:
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     assert parse_expiry("30d", now) == now + timedelta(days=30)
-    assert parse_expiry("2027-01-31") == datetime(2027, 1, 31, tzinfo=timezone.utc)
+    assert parse_expiry("2027-01-31") == datetime(2027, 1, 31, tzinfo=UTC)
     assert parse_expiry("never") is None
     with pytest.raises(PolicyError):
         parse_expiry("tomorrow")
     assert [format_duration(s) for s in (0.0123, 1.5, 20, 90)] == ["13ms", "1.5s", "20s", "1m30s"]
 
 
-def _record(request_id: str, key_id: str, *, n: int, delivered: int, period: str | None) -> UsageRecord:
+def _record(
+    request_id: str, key_id: str, *, n: int, delivered: int, period: str | None
+) -> UsageRecord:
     return UsageRecord(
         request_id=request_id,
-        created_at=datetime.now(timezone.utc),
+        created_at=datetime.now(UTC),
         key_id=key_id,
         user=None,
         model="dall-e-2",

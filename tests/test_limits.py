@@ -24,8 +24,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path) -> Iterator[
     data_dir = tmp_path_factory.mktemp("limits")
     running = start_server(
         data_dir,
-        "--model", f"dall-e-2={tiny_sd}",
-        "--model", f"broken={data_dir / 'no-such-pipeline'}",
+        "--model",
+        f"dall-e-2={tiny_sd}",
+        "--model",
+        f"broken={data_dir / 'no-such-pipeline'}",
         env={"EASEL_ADMIN_KEY": ADMIN_KEY},
     )
     yield running
@@ -38,7 +40,10 @@ def sdk(server: RunningServer, secret: str, statuses: list[int], retries: int) -
         event_hooks={"response": [lambda response: statuses.append(response.status_code)]}
     )
     return openai.OpenAI(
-        api_key=secret, base_url=server.base_url + "/v1", max_retries=retries, timeout=300,
+        api_key=secret,
+        base_url=server.base_url + "/v1",
+        max_retries=retries,
+        timeout=300,
         http_client=http_client,
     )
 
@@ -141,11 +146,26 @@ def test_models_a_key_may_use(server: RunningServer) -> None:
 
 def test_disabled_and_expired_keys_through_the_cli(server: RunningServer) -> None:
     data_dir = server.data_dir
-    created = easel("keys", "create", "--name", "cli", "--disable", "--rpm", "5", "--models",
-                    "dall-e-2", "--quota", "10", "--quota-period", "day", data_dir=data_dir)
+    created = easel(
+        "keys",
+        "create",
+        "--name",
+        "cli",
+        "--disable",
+        "--rpm",
+        "5",
+        "--models",
+        "dall-e-2",
+        "--quota",
+        "10",
+        "--quota-period",
+        "day",
+        data_dir=data_dir,
+    )
     secret = created.stdout.strip().splitlines()[-1]
-    key_id = next(k["id"] for k in admin(server, "GET", "/admin/keys").json()["data"]
-                  if k["name"] == "cli")
+    key_id = next(
+        k["id"] for k in admin(server, "GET", "/admin/keys").json()["data"] if k["name"] == "cli"
+    )
     assert error_of(generate(server, secret), 401)["code"] == "key_disabled"
     easel("keys", "update", key_id, "--enable", "--expires", "2000-01-01", data_dir=data_dir)
     assert error_of(generate(server, secret), 401)["code"] == "key_expired"
@@ -179,11 +199,14 @@ def test_usage_matches_what_was_delivered_with_failures_and_concurrency(
     assert totals["requests"] == 1 + (len(sizes) - len(refused))  # refused requests are not usage
     assert totals["failed_requests"] == 1
     assert {(row["model"], row["key_id"]) for row in report["data"]} == {
-        ("broken", key_id), ("dall-e-2", key_id)
+        ("broken", key_id),
+        ("dall-e-2", key_id),
     }
     assert usage(server, key_id=key_id, user="u1")["totals"]["images_delivered"] == delivered
     # The CLI reads the same totals from the database.
-    csv_lines = easel("usage", "--key", key_id, "--csv", "-", data_dir=server.data_dir).stdout.splitlines()
+    csv_lines = easel(
+        "usage", "--key", key_id, "--csv", "-", data_dir=server.data_dir
+    ).stdout.splitlines()
     assert csv_lines[0].startswith("key_id,model,day,requests,failed_requests")
     assert sum(int(line.split(",")[6]) for line in csv_lines[1:]) == delivered
     table = easel("usage", "--key", key_id, "--model", "dall-e-2", data_dir=server.data_dir).stdout
@@ -197,14 +220,29 @@ def test_admin_api_guards_and_never_shows_a_secret_twice(server: RunningServer) 
     wrong = httpx.get(server.base_url + path, headers={"Authorization": f"Bearer {secret}"})
     assert error_of(wrong, 401)["code"] == "invalid_admin_key"
     shown = admin(server, "GET", path).json()
-    assert shown["rpm"] == 5 and "secret" not in shown and secret not in admin(server, "GET", "/admin/keys").text
-    changed = admin(server, "PATCH", path, json={"rpm": None, "ipm": 7, "models": ["dall-e-2"]}).json()
+    assert (
+        shown["rpm"] == 5
+        and "secret" not in shown
+        and secret not in admin(server, "GET", "/admin/keys").text
+    )
+    changed = admin(
+        server, "PATCH", path, json={"rpm": None, "ipm": 7, "models": ["dall-e-2"]}
+    ).json()
     assert (changed["rpm"], changed["ipm"], changed["models"]) == (None, 7, ["dall-e-2"])
-    assert error_of(admin(server, "PATCH", path, json={"quota_period": "week"}), 400)["param"] == "quota_period"
+    assert (
+        error_of(admin(server, "PATCH", path, json={"quota_period": "week"}), 400)["param"]
+        == "quota_period"
+    )
     assert error_of(admin(server, "PATCH", path, json={"rpm": "5"}), 400)["param"] == "rpm"
-    assert error_of(admin(server, "PATCH", path, json={"models": ["nope"]}), 404)["code"] == "model_not_found"
+    assert (
+        error_of(admin(server, "PATCH", path, json={"models": ["nope"]}), 404)["code"]
+        == "model_not_found"
+    )
     assert error_of(admin(server, "GET", "/admin/keys/key_missing"), 404)["code"] == "key_not_found"
-    assert error_of(admin(server, "GET", "/admin/usage", params={"since": "yesterday"}), 400)["param"] == "since"
+    assert (
+        error_of(admin(server, "GET", "/admin/usage", params={"since": "yesterday"}), 400)["param"]
+        == "since"
+    )
     assert admin(server, "DELETE", path).json()["status"] == "revoked"
     assert error_of(generate(server, secret), 401)["code"] == "invalid_api_key"
 

@@ -32,10 +32,14 @@ def fresh_server(
     )
     running = start_server(
         data_dir,
-        "--config", str(config),
-        "--model", f"dall-e-2={tiny_sd}",
-        "--model", "dall-e-3=/nonexistent/easel-test/sdxl",
-        "--url-ttl", "2",
+        "--config",
+        str(config),
+        "--model",
+        f"dall-e-2={tiny_sd}",
+        "--model",
+        "dall-e-3=/nonexistent/easel-test/sdxl",
+        "--url-ttl",
+        "2",
         env={"EASEL_SWEEP_INTERVAL_SECONDS": "1"},
     )
     sdk = openai.OpenAI(api_key=key, base_url=running.base_url + "/v1", max_retries=0, timeout=300)
@@ -43,10 +47,14 @@ def fresh_server(
     running.stop()
 
 
-def test_request_during_loading_waits_then_succeeds(fresh_server: tuple[RunningServer, openai.OpenAI]) -> None:
+def test_request_during_loading_waits_then_succeeds(
+    fresh_server: tuple[RunningServer, openai.OpenAI],
+) -> None:
     # The server answers HTTP before its pipelines are loaded; this first request waits for dall-e-2.
     _, sdk = fresh_server
-    result = sdk.images.generate(model="dall-e-2", prompt="first light", size="256x256", response_format="b64_json")
+    result = sdk.images.generate(
+        model="dall-e-2", prompt="first light", size="256x256", response_format="b64_json"
+    )
     assert len(result.data) == 1
 
 
@@ -64,7 +72,9 @@ def test_unloadable_model_is_503_and_others_keep_working(
     assert "--model" in message or "model_index.json" in message
     assert excinfo.value.code == "model_unavailable"
     assert excinfo.value.response.headers["x-should-retry"] == "false"
-    result = sdk.images.generate(model="dall-e-2", prompt="still here", size="256x256", response_format="b64_json")
+    result = sdk.images.generate(
+        model="dall-e-2", prompt="still here", size="256x256", response_format="b64_json"
+    )
     assert len(result.data) == 1
 
 
@@ -79,11 +89,15 @@ def test_pipeline_fault_is_500_envelope_and_server_keeps_serving(
     assert body["type"] == "server_error"  # type: ignore[index]
     assert "num_train_timesteps" not in body["message"]  # type: ignore[index]
     assert excinfo.value.request_id and excinfo.value.request_id in server.log()
-    result = sdk.images.generate(model="dall-e-2", prompt="after the fault", size="256x256", response_format="b64_json")
+    result = sdk.images.generate(
+        model="dall-e-2", prompt="after the fault", size="256x256", response_format="b64_json"
+    )
     assert len(result.data) == 1
 
 
-def test_config_file_model_has_its_own_rules(fresh_server: tuple[RunningServer, openai.OpenAI]) -> None:
+def test_config_file_model_has_its_own_rules(
+    fresh_server: tuple[RunningServer, openai.OpenAI],
+) -> None:
     _, sdk = fresh_server
     assert "faulty" in {model.id for model in sdk.models.list()}
     with pytest.raises(openai.BadRequestError) as excinfo:

@@ -52,7 +52,9 @@ def test_health_and_readiness(server: RunningServer) -> None:
 def test_metrics_move_as_requests_flow(server: RunningServer, client: openai.OpenAI) -> None:
     wait_ready(server)
     before = scrape(server)
-    client.images.generate(model="dall-e-2", prompt="metrics", n=2, size="256x256", response_format="b64_json")
+    client.images.generate(
+        model="dall-e-2", prompt="metrics", n=2, size="256x256", response_format="b64_json"
+    )
     try:
         client.images.generate(model="dall-e-2", prompt="metrics", n=11)
     except openai.BadRequestError:

@@ -53,11 +53,15 @@ def open_page(browser: Browser, server: RunningServer, **context: object) -> tup
 
 
 def option_values(page: Page, select_id: str) -> list[str]:
-    return page.locator(f"#{select_id} option").evaluate_all("(options) => options.map(o => o.value)")
+    return page.locator(f"#{select_id} option").evaluate_all(
+        "(options) => options.map(o => o.value)"
+    )
 
 
 def natural_size(page: Page, selector: str) -> tuple[int, int]:
-    width, height = page.locator(selector).evaluate("(img) => [img.naturalWidth, img.naturalHeight]")
+    width, height = page.locator(selector).evaluate(
+        "(img) => [img.naturalWidth, img.naturalHeight]"
+    )
     return int(width), int(height)
 
 
@@ -127,9 +131,13 @@ def test_playground_generates_shows_errors_and_keeps_history(
     page.click("#generate")
     expect(page.locator("#results figure.card img")).to_have_count(2, timeout=120_000)
     expect(page.locator("#results .seed")).to_have_text(["seed 1234", "seed 1235"])
-    page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.naturalWidth > 0)")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#results img')].every(i => i.naturalWidth > 0)"
+    )
     assert natural_size(page, "#results img >> nth=1") == (256, 256)
-    assert (page.locator("#results a >> nth=0").get_attribute("href") or "").startswith("data:image/png;base64,")
+    assert (page.locator("#results a >> nth=0").get_attribute("href") or "").startswith(
+        "data:image/png;base64,"
+    )
 
     # History: newest first, restorable, kept across a reload; text from users stays text.
     expect(page.locator("#history li")).to_have_count(2)

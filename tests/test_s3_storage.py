@@ -31,9 +31,12 @@ def s3_server(
     data_dir = tmp_path_factory.mktemp("s3-data")
     running = start_server(
         data_dir,
-        "--model", f"dall-e-2={tiny_sd}",
-        "--storage", f"s3://{BUCKET}/single",
-        "--url-ttl", str(TTL),
+        "--model",
+        f"dall-e-2={tiny_sd}",
+        "--storage",
+        f"s3://{BUCKET}/single",
+        "--url-ttl",
+        str(TTL),
         env=s3.env,
     )
     yield running
@@ -43,13 +46,17 @@ def s3_server(
 @pytest.fixture(scope="module")
 def s3_client(s3_server: RunningServer) -> openai.OpenAI:
     key = create_key(s3_server.data_dir)
-    return openai.OpenAI(api_key=key, base_url=s3_server.base_url + "/v1", max_retries=0, timeout=300)
+    return openai.OpenAI(
+        api_key=key, base_url=s3_server.base_url + "/v1", max_retries=0, timeout=300
+    )
 
 
 def test_url_is_a_presigned_object_url_that_fetches_the_png(
     s3_client: openai.OpenAI, s3: S3Server
 ) -> None:
-    url = s3_client.images.generate(model="dall-e-2", prompt="a harbour", size="512x512").data[0].url
+    url = (
+        s3_client.images.generate(model="dall-e-2", prompt="a harbour", size="512x512").data[0].url
+    )
     assert url is not None
     parts = urlsplit(url)
     assert url.startswith(f"{s3.endpoint}/{BUCKET}/single/")
@@ -73,12 +80,16 @@ def test_local_file_route_does_not_serve_s3_images(
 ) -> None:
     url = s3_client.images.generate(model="dall-e-2", prompt="a pier", size="256x256").data[0].url
     image_id = urlsplit(url or "").path.rsplit("/", 1)[1]
-    response = httpx.get(f"{s3_server.base_url}/files/images/{image_id}?expires=9999999999&signature=0")
+    response = httpx.get(
+        f"{s3_server.base_url}/files/images/{image_id}?expires=9999999999&signature=0"
+    )
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "image_not_found"
 
 
-def test_sweep_deletes_expired_images_and_leaves_other_objects(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sweep_deletes_expired_images_and_leaves_other_objects(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name, value in s3.env.items():
         monkeypatch.setenv(name, value)
     store = S3ImageStore.connect(f"s3://{BUCKET}/sweep", ttl_seconds=60)
@@ -86,7 +97,11 @@ def test_sweep_deletes_expired_images_and_leaves_other_objects(s3: S3Server, mon
     old_id = store.save(b"\x89PNG old")
     client = s3.client()
     # Objects the sweep must not touch: another file type, a nested key, another prefix.
-    foreign = ["sweep/notes.txt", f"sweep/nested/{new_image_id()}.png", f"elsewhere/{new_image_id()}.png"]
+    foreign = [
+        "sweep/notes.txt",
+        f"sweep/nested/{new_image_id()}.png",
+        f"elsewhere/{new_image_id()}.png",
+    ]
     for key in foreign:
         client.put_object(Bucket=BUCKET, Key=key, Body=b"keep")
     old_url = store.url(old_id, "unused")
@@ -103,7 +118,9 @@ def test_sweep_deletes_expired_images_and_leaves_other_objects(s3: S3Server, mon
     store.close()
 
 
-def test_presigned_lifetime_is_limited_to_a_week(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_presigned_lifetime_is_limited_to_a_week(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name, value in s3.env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match="7 days"):
@@ -112,7 +129,10 @@ def test_presigned_lifetime_is_limited_to_a_week(s3: S3Server, monkeypatch: pyte
 
 @pytest.mark.parametrize(
     ("storage", "message"),
-    [("s3://no-such-bucket/images", "cannot use s3://no-such-bucket/images"), ("s3://", "expected s3://BUCKET")],
+    [
+        ("s3://no-such-bucket/images", "cannot use s3://no-such-bucket/images"),
+        ("s3://", "expected s3://BUCKET"),
+    ],
 )
 def test_unusable_bucket_is_refused_at_start(
     tmp_path: Path, s3: S3Server, storage: str, message: str

@@ -39,7 +39,13 @@ def make_engine(catalog: Catalog, **limits: float) -> Engine:
 
 
 def plan(catalog: Catalog, model: str = "dall-e-2", **fields: object) -> GenerationPlan:
-    values: dict[str, object] = {"prompt": "a cat", "n": None, "size": "256x256", "quality": None, "style": None}
+    values: dict[str, object] = {
+        "prompt": "a cat",
+        "n": None,
+        "size": "256x256",
+        "quality": None,
+        "style": None,
+    }
     values.update(fields)
     return catalog.get(model).plan(**values)  # type: ignore[arg-type]
 
@@ -62,7 +68,9 @@ def run_together(
     i * seed_step. Shuts the engine down afterwards."""
 
     async def scenario() -> list[list[GeneratedImage]]:
-        return await asyncio.gather(*(engine.generate(p, seed=seed_step * i) for i, p in enumerate(plans)))
+        return await asyncio.gather(
+            *(engine.generate(p, seed=seed_step * i) for i, p in enumerate(plans))
+        )
 
     try:
         return run.run_until_complete(scenario())
@@ -70,7 +78,9 @@ def run_together(
         run.run_until_complete(engine.shutdown())
 
 
-def test_compatible_requests_share_one_pipeline_call(catalog: Catalog, run: asyncio.AbstractEventLoop) -> None:
+def test_compatible_requests_share_one_pipeline_call(
+    catalog: Catalog, run: asyncio.AbstractEventLoop
+) -> None:
     engine = make_engine(catalog)
     plans = [
         plan(catalog, prompt="one", n=2, size="256x256"),
@@ -102,7 +112,9 @@ def test_budget_and_incompatible_requests_make_separate_batches(
     assert engine.stats()["dall-e-2"]["batch_sizes"] == {3: 2}
 
 
-def test_batches_follow_the_sizer_and_fixed_size_fills_them(catalog: Catalog, run: asyncio.AbstractEventLoop) -> None:
+def test_batches_follow_the_sizer_and_fixed_size_fills_them(
+    catalog: Catalog, run: asyncio.AbstractEventLoop
+) -> None:
     plans = [plan(catalog, prompt=f"p{i}", n=1) for i in range(16)]
     engine = make_engine(catalog, batch_images=4)
     run_together(run, engine, plans, seed_step=1)
@@ -118,7 +130,9 @@ def test_batches_follow_the_sizer_and_fixed_size_fills_them(catalog: Catalog, ru
     assert fixed.stats()["dall-e-2"]["batch_sizes"] == {4: 4}
 
 
-def test_oldest_request_goes_first_between_classes(catalog: Catalog, run: asyncio.AbstractEventLoop) -> None:
+def test_oldest_request_goes_first_between_classes(
+    catalog: Catalog, run: asyncio.AbstractEventLoop
+) -> None:
     engine = make_engine(catalog, batch_images=2)
     order: list[str] = []
     plans = [
@@ -172,20 +186,26 @@ def test_queued_request_of_a_gone_client_is_removed_and_abandoned_batch_stops(
     assert stats["batches"] == 0  # the running batch never completed its 400 steps
 
 
-def test_deadline_ends_the_request_with_an_envelope(catalog: Catalog, run: asyncio.AbstractEventLoop) -> None:
+def test_deadline_ends_the_request_with_an_envelope(
+    catalog: Catalog, run: asyncio.AbstractEventLoop
+) -> None:
     engine = make_engine(catalog, deadline_seconds=0.5)
     try:
         with pytest.raises(DeadlineExceededError) as excinfo:
             run.run_until_complete(engine.generate(plan(catalog, "slow"), seed=1))
         assert excinfo.value.status_code == 504 and excinfo.value.code == "deadline_exceeded"
         # The engine keeps serving.
-        images = run.run_until_complete(engine.generate(plan(catalog), seed=3, deadline_seconds=300))
+        images = run.run_until_complete(
+            engine.generate(plan(catalog), seed=3, deadline_seconds=300)
+        )
     finally:
         run.run_until_complete(engine.shutdown())
     assert seeds(images) == [3]
 
 
-def test_full_queue_is_429_with_retry_after(catalog: Catalog, run: asyncio.AbstractEventLoop) -> None:
+def test_full_queue_is_429_with_retry_after(
+    catalog: Catalog, run: asyncio.AbstractEventLoop
+) -> None:
     engine = make_engine(catalog, queue_images=3, batch_images=1)
 
     async def scenario() -> list[object]:
@@ -194,7 +214,9 @@ def test_full_queue_is_429_with_retry_after(catalog: Catalog, run: asyncio.Abstr
         await asyncio.sleep(0)
         while scheduler.queued_images:  # until the first request runs
             await asyncio.sleep(0.01)
-        waiting = [asyncio.ensure_future(engine.generate(plan(catalog, "slow"), seed=s)) for s in (2, 3, 4)]
+        waiting = [
+            asyncio.ensure_future(engine.generate(plan(catalog, "slow"), seed=s)) for s in (2, 3, 4)
+        ]
         await asyncio.sleep(0)
         assert scheduler.queued_images == 3
         over = engine.generate(plan(catalog, "slow"), seed=5)
@@ -242,7 +264,9 @@ def test_out_of_memory_keeps_later_batches_below_the_size_that_failed(
 
     async def scenario() -> None:
         await engine.generate(plan(catalog, prompt="x", n=3), seed=1)
-        await asyncio.gather(*(engine.generate(plan(catalog, prompt=f"p{i}"), seed=i) for i in range(6)))
+        await asyncio.gather(
+            *(engine.generate(plan(catalog, prompt=f"p{i}"), seed=i) for i in range(6))
+        )
 
     try:
         run.run_until_complete(scenario())

@@ -72,9 +72,10 @@ def test_seed_works_on_dall_e_3(client: openai.OpenAI) -> None:
     first = generate(client, 7, model="dall-e-3", size="1024x1024")
     second = generate(client, 7, model="dall-e-3", size="1024x1024")
     assert seeds_of(first) == [7]
-    assert decode_b64(first.data[0].b64_json or "").tobytes() == decode_b64(
-        second.data[0].b64_json or ""
-    ).tobytes()
+    assert (
+        decode_b64(first.data[0].b64_json or "").tobytes()
+        == decode_b64(second.data[0].b64_json or "").tobytes()
+    )
 
 
 def test_highest_seed_is_accepted(client: openai.OpenAI) -> None:
@@ -88,8 +89,16 @@ def test_highest_seed_is_accepted(client: openai.OpenAI) -> None:
         ({"seed": -1}, "integer_below_min_value", "-1 is less than the minimum of 0 - 'seed'"),
         ({"seed": MAX_SEED + 1}, "integer_above_max_value", f"{MAX_SEED + 1} is greater than"),
         ({"seed": 2**80}, "integer_above_max_value", None),
-        ({"seed": MAX_SEED, "n": 2}, "integer_above_max_value", f"maximum of {MAX_SEED - 1} - 'seed'"),
-        ({"seed": "42"}, "invalid_type", "Invalid type for 'seed': expected an integer, but got a string"),
+        (
+            {"seed": MAX_SEED, "n": 2},
+            "integer_above_max_value",
+            f"maximum of {MAX_SEED - 1} - 'seed'",
+        ),
+        (
+            {"seed": "42"},
+            "invalid_type",
+            "Invalid type for 'seed': expected an integer, but got a string",
+        ),
         ({"seed": True}, "invalid_type", None),
         ({"seed": 1.5}, "invalid_type", None),
     ],

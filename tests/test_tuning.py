@@ -20,8 +20,11 @@ from easel.engine.worker import Engine
 def images(pipe: torch.nn.Module, seed: int) -> np.ndarray:
     with torch.inference_mode():
         out = pipe(
-            ["a red boat", "a green hill"], num_inference_steps=3, guidance_scale=0.0,
-            generator=[torch.Generator().manual_seed(seed + i) for i in range(2)], output_type="pt",
+            ["a red boat", "a green hill"],
+            num_inference_steps=3,
+            guidance_scale=0.0,
+            generator=[torch.Generator().manual_seed(seed + i) for i in range(2)],
+            output_type="pt",
         ).images
     return np.stack(to_uint8(out, out.shape[-1], out.shape[-2])).astype(np.int16)
 

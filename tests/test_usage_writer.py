@@ -4,26 +4,37 @@ admin key is refused when it could be guessed."""
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
+from easel.db.database import Database
 from easel.settings import Settings
-from easel.storage.database import Database
-from easel.storage.usage import UsageRecord, UsageStore
-from easel.storage.usage_writer import UsageWriter
+from easel.usage.store import UsageRecord, UsageStore
+from easel.usage.writer import UsageWriter
 from tests.postgres import PostgresCluster, set_connections_allowed
 
 
 def record(request_id: str) -> UsageRecord:
     return UsageRecord(
-        request_id=request_id, created_at=datetime.now(timezone.utc), key_id="key_w", user=None,
-        model="dall-e-2", size="256x256", quality="standard", n=1, images_delivered=1,
-        queued_ms=0, generating_ms=1, status=200,
+        request_id=request_id,
+        created_at=datetime.now(UTC),
+        key_id="key_w",
+        user=None,
+        model="dall-e-2",
+        size="256x256",
+        quality="standard",
+        n=1,
+        images_delivered=1,
+        queued_ms=0,
+        generating_ms=1,
+        status=200,
     )
 
 
-def test_records_survive_a_database_outage_and_are_flushed_on_close(postgres: PostgresCluster) -> None:
+def test_records_survive_a_database_outage_and_are_flushed_on_close(
+    postgres: PostgresCluster,
+) -> None:
     url = postgres.create_database()
     database = Database(url)
     store = UsageStore(database)

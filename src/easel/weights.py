@@ -12,8 +12,8 @@ from pathlib import Path
 from huggingface_hub import (
     CachedRepoInfo,
     DeleteCacheStrategy,
-    HFCacheInfo,
     HfApi,
+    HFCacheInfo,
     hf_hub_download,
     scan_cache_dir,
     snapshot_download,
@@ -95,7 +95,8 @@ def needed_files(model_index: dict[str, object], filenames: Iterable[str]) -> li
             by_folder.setdefault(folder, []).append(name)
     weighted = [names for names in by_folder.values() if any(_WEIGHT_FILE.match(n) for n in names)]
     use_safetensors = all(
-        any(_WEIGHT_FILE.match(n) and n.endswith(".safetensors") for n in names) for names in weighted
+        any(_WEIGHT_FILE.match(n) and n.endswith(".safetensors") for n in names)
+        for names in weighted
     )
     kind = ".safetensors" if use_safetensors else ".bin"
     chosen = [PIPELINE_INDEX]
@@ -140,7 +141,9 @@ def pull(repo_id: str) -> Path:
             f"{repo_id} has no {PIPELINE_INDEX}: it is not a diffusers pipeline repository."
         ) from exc
     except HfHubHTTPError as exc:
-        raise WeightsError(f"the Hugging Face hub refused the download of {repo_id}: {exc}") from exc
+        raise WeightsError(
+            f"the Hugging Face hub refused the download of {repo_id}: {exc}"
+        ) from exc
     except Exception as exc:
         if _is_connection_problem(exc):
             raise _offline(repo_id, exc) from exc

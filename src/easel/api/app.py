@@ -11,23 +11,23 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from easel import __version__, web
-from easel.background import cancel_and_wait
 from easel.api import admin, files, health, models
 from easel.api.errors import install_error_handlers
 from easel.api.images import router as images
 from easel.api.middleware import RequestContextMiddleware
 from easel.api.state import AppServices, ImageEngine
+from easel.background import cancel_and_wait
 from easel.catalog import Catalog
+from easel.db.database import Database
 from easel.engine.scheduler import SchedulerConfig
 from easel.engine.worker import Engine
+from easel.keys.store import KeyStore
 from easel.limits.limiter import Limiter
 from easel.observability import metrics
 from easel.settings import Settings
-from easel.storage.api_keys import KeyStore
-from easel.storage.database import Database
 from easel.storage.images import ImageStore, open_image_store
-from easel.storage.usage import UsageStore
-from easel.storage.usage_writer import UsageWriter
+from easel.usage.store import UsageStore
+from easel.usage.writer import UsageWriter
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,6 @@ def build_services(
         usage=usage,
         usage_writer=UsageWriter(usage),
     )
-
 
 
 async def _sweep_forever(store: ImageStore, interval: float) -> None:

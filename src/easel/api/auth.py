@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from easel.api.context import current_response_headers
 from easel.api.state import services
 from easel.errors import AuthenticationError
-from easel.storage.api_keys import ApiKey, mask_key
+from easel.keys.store import ApiKey, mask_key
 
 NO_KEY_MESSAGE = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header "

@@ -9,16 +9,16 @@ import torch
 from fastapi import Request
 
 from easel.catalog import Catalog, GenerationPlan
+from easel.db.database import Database
 from easel.engine.generate import GeneratedImage
 from easel.engine.timing import GenerationTiming
 from easel.engine.worker import ModelState
+from easel.keys.store import KeyStore
 from easel.limits.limiter import Limiter
 from easel.settings import Settings
-from easel.storage.api_keys import KeyStore
-from easel.storage.database import Database
 from easel.storage.images import ImageStore
-from easel.storage.usage import UsageStore
-from easel.storage.usage_writer import UsageWriter
+from easel.usage.store import UsageStore
+from easel.usage.writer import UsageWriter
 
 
 class ImageEngine(Protocol):

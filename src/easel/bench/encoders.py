@@ -26,7 +26,9 @@ def test_image() -> tuple[np.ndarray, str]:
 
         path = Path(matplotlib.__file__).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg"
         photo = Image.open(path).convert("RGB").resize((SIDE, SIDE), Image.Resampling.BICUBIC)
-        return np.asarray(photo), "matplotlib sample photograph grace_hopper.jpg, bicubic to 1024x1024"
+        return np.asarray(
+            photo
+        ), "matplotlib sample photograph grace_hopper.jpg, bicubic to 1024x1024"
     except (ImportError, OSError):
         y, x = np.mgrid[0:SIDE, 0:SIDE]
         smooth = np.stack([x / 4, y / 4, (x + y) / 8], axis=-1) % 256
@@ -46,7 +48,9 @@ def measure(repeats: int = 20) -> dict[str, Any]:
         png = with_text(encoder(pixels), _TEXT)  # warm-up, and the output to check
         decoded = Image.open(io.BytesIO(png))
         decoded.load()
-        lossless = decoded.size == (SIDE, SIDE) and bool(np.array_equal(np.asarray(decoded), pixels))
+        lossless = decoded.size == (SIDE, SIDE) and bool(
+            np.array_equal(np.asarray(decoded), pixels)
+        )
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
@@ -60,4 +64,9 @@ def measure(repeats: int = 20) -> dict[str, Any]:
             "bytes": len(png),
             "decodes_losslessly_with_pillow": lossless,
         }
-    return {"image": source, "size": f"{SIDE}x{SIDE}", "serving_encoder": serving_encoder()[0], "encoders": results}
+    return {
+        "image": source,
+        "size": f"{SIDE}x{SIDE}",
+        "serving_encoder": serving_encoder()[0],
+        "encoders": results,
+    }

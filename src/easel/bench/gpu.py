@@ -21,8 +21,14 @@ from easel.engine.tuning import tune_for_serving
 Say = Callable[[str], None]
 
 # Dense bf16/fp16 tensor-core peaks from NVIDIA's datasheets (no sparsity), in FLOP/s.
-DATASHEET_PEAKS = {"H100 SXM": 989.4e12, "H100 NVL": 835.5e12, "H100 PCIe": 756.5e12, "H200": 989.4e12,
-                   "A100": 312e12, "L40S": 362.1e12}
+DATASHEET_PEAKS = {
+    "H100 SXM": 989.4e12,
+    "H100 NVL": 835.5e12,
+    "H100 PCIe": 756.5e12,
+    "H200": 989.4e12,
+    "A100": 312e12,
+    "L40S": 362.1e12,
+}
 BATCHES = (1, 4)
 TIMED_CALLS = 3
 
@@ -71,14 +77,21 @@ def measure_architectures(root: Path, say: Say) -> dict[str, Any]:
     name = torch.cuda.get_device_name(0)
     peak = measured_peak(dtype)
     results: dict[str, Any] = {
-        "device": name, "dtype": str(dtype), "attention": "PyTorch SDPA (diffusers AttnProcessor2_0)",
+        "device": name,
+        "dtype": str(dtype),
+        "attention": "PyTorch SDPA (diffusers AttnProcessor2_0)",
         "measured_matmul_peak_tflops": round(peak / 1e12, 1),
-        "datasheet_peak_tflops": (datasheet_peak(name) or 0) / 1e12 or None, "architectures": [],
+        "datasheet_peak_tflops": (datasheet_peak(name) or 0) / 1e12 or None,
+        "architectures": [],
     }
     for workload in workloads(root):
         pipe = load_pipeline(str(workload.pipeline_dir), device, dtype)
         flops = _flops_per_image(pipe, workload)
-        entry: dict[str, Any] = {"name": workload.name, "tflops_per_image": round(flops / 1e12, 2), "runs": []}
+        entry: dict[str, Any] = {
+            "name": workload.name,
+            "tflops_per_image": round(flops / 1e12, 2),
+            "runs": [],
+        }
         # In this order, since each step changes the pipeline in place: as loaded, in the serving
         # layout (engine/tuning.py), then that with the UNet compiled.
         for variant in ("plain", "serving layout", "serving layout + torch.compile"):
@@ -90,13 +103,16 @@ def measure_architectures(root: Path, say: Say) -> dict[str, Any]:
             for batch in BATCHES:
                 images_per_second = _images_per_second(pipe, workload, batch)
                 run = {
-                    "variant": variant, "compiled": variant.endswith("compile"), "batch": batch,
+                    "variant": variant,
+                    "compiled": variant.endswith("compile"),
+                    "batch": batch,
                     "images_per_second": round(images_per_second, 3),
                     "mfu_vs_measured_peak": round(flops * images_per_second / peak, 3),
                 }
                 if results["datasheet_peak_tflops"]:
                     run["mfu_vs_datasheet_peak"] = round(
-                        flops * images_per_second / (results["datasheet_peak_tflops"] * 1e12), 3)
+                        flops * images_per_second / (results["datasheet_peak_tflops"] * 1e12), 3
+                    )
                 say(f"  {workload.name} {variant} batch {batch}: {run}")
                 entry["runs"].append(run)
         results["architectures"].append(entry)
@@ -107,8 +123,12 @@ def measure_architectures(root: Path, say: Say) -> dict[str, Any]:
 
 def _call(pipe: Any, workload: Workload, batch: int) -> None:
     pipe(
-        [workload.prompt] * batch, num_inference_steps=workload.steps, guidance_scale=workload.guidance_scale,
-        width=workload.side, height=workload.side, output_type="pt",
+        [workload.prompt] * batch,
+        num_inference_steps=workload.steps,
+        guidance_scale=workload.guidance_scale,
+        width=workload.side,
+        height=workload.side,
+        output_type="pt",
     )
 
 

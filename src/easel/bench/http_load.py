@@ -21,9 +21,9 @@ import httpx
 
 from easel.bench.stats import RunSummary
 from easel.bench.workload import Workload
+from easel.db.database import Database
+from easel.keys.store import KeyStore
 from easel.settings import Settings
-from easel.storage.api_keys import KeyStore
-from easel.storage.database import Database
 
 MODEL = "bench"
 START_TIMEOUT_SECONDS = 600
@@ -42,7 +42,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def easel_server(workload: Workload, data_dir: Path, extra_args: tuple[str, ...] = ()) -> Iterator[Server]:
+def easel_server(
+    workload: Workload, data_dir: Path, extra_args: tuple[str, ...] = ()
+) -> Iterator[Server]:
     """A fresh server with one model, `bench`, running the workload's settings; its pipeline is
     loaded and warm when this yields."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -55,8 +57,21 @@ def easel_server(workload: Workload, data_dir: Path, extra_args: tuple[str, ...]
         database.close()
     port = _free_port()
     command = [
-        sys.executable, "-m", "easel", "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--data-dir", str(data_dir), "--config", str(config), "--log-level", "warning", *extra_args,
+        sys.executable,
+        "-m",
+        "easel",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--config",
+        str(config),
+        "--log-level",
+        "warning",
+        *extra_args,
     ]
     log = open(data_dir / "server.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
@@ -118,7 +133,9 @@ class LoadRun:
     def summary(self) -> dict[str, Any]:
         result = RunSummary.of(self.latencies, len(self.batch_sizes), self.seconds).as_dict()
         result["failures"] = self.failures
-        result["mean_batch_images"] = round(sum(self.batch_sizes) / max(1, len(self.batch_sizes)), 2)
+        result["mean_batch_images"] = round(
+            sum(self.batch_sizes) / max(1, len(self.batch_sizes)), 2
+        )
         return result
 
 
@@ -128,12 +145,16 @@ def run_clients(server: Server, workload: Workload, concurrency: int, requests: 
     return asyncio.run(_run_clients(server, workload, concurrency, requests))
 
 
-async def _run_clients(server: Server, workload: Workload, concurrency: int, requests: int) -> LoadRun:
+async def _run_clients(
+    server: Server, workload: Workload, concurrency: int, requests: int
+) -> LoadRun:
     remaining = requests
     run = LoadRun()
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     headers = {"Authorization": f"Bearer {server.key}"}
-    async with httpx.AsyncClient(base_url=server.base_url, limits=limits, timeout=600, headers=headers) as http:
+    async with httpx.AsyncClient(
+        base_url=server.base_url, limits=limits, timeout=600, headers=headers
+    ) as http:
 
         async def client() -> None:
             nonlocal remaining
@@ -143,7 +164,9 @@ async def _run_clients(server: Server, workload: Workload, concurrency: int, req
                 response = await http.post("/v1/images/generations", json=_body(workload))
                 run.latencies.append(time.perf_counter() - begun)
                 if response.status_code != 200:
-                    run.failures[response.status_code] = run.failures.get(response.status_code, 0) + 1
+                    run.failures[response.status_code] = (
+                        run.failures.get(response.status_code, 0) + 1
+                    )
                     continue
                 png = base64.b64decode(response.json()["data"][0]["b64_json"])
                 run.batch_sizes.append(int(png_text(png).get("batch_images", "1")))

@@ -21,31 +21,57 @@ def draw_chart(results: dict[str, Any], path: Path) -> None:
     from matplotlib.ticker import NullLocator
 
     workloads = results["workloads"]
-    figure, axes = plt.subplots(len(workloads), 2, figsize=(11, 4.2 * len(workloads)), squeeze=False)
+    figure, axes = plt.subplots(
+        len(workloads), 2, figsize=(11, 4.2 * len(workloads)), squeeze=False
+    )
     for row, workload in enumerate(workloads):
         levels = [entry["concurrency"] for entry in workload["easel"]]
         throughput, latency = axes[row]
-        throughput.plot(levels, [e["images_per_second"] for e in workload["easel"]], "o-", label="Easel over HTTP")
+        throughput.plot(
+            levels,
+            [e["images_per_second"] for e in workload["easel"]],
+            "o-",
+            label="Easel over HTTP",
+        )
         # Raw throughput measured around each level (the machine's load may change between levels).
-        throughput.plot(levels, [e["raw_images_per_second_around"] for e in workload["easel"]], "s--",
-                        color="grey", label="raw diffusers, sequential (around each level)")
+        throughput.plot(
+            levels,
+            [e["raw_images_per_second_around"] for e in workload["easel"]],
+            "s--",
+            color="grey",
+            label="raw diffusers, sequential (around each level)",
+        )
         for entry in workload["easel"]:
-            throughput.annotate(f"{entry['ratio_to_raw']:.2f}x", (entry["concurrency"], entry["images_per_second"]),
-                                textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
-        throughput.set(xlabel="concurrent clients", ylabel="images/s",
-                       title=f"{workload['name']}: throughput")
+            throughput.annotate(
+                f"{entry['ratio_to_raw']:.2f}x",
+                (entry["concurrency"], entry["images_per_second"]),
+                textcoords="offset points",
+                xytext=(0, 7),
+                ha="center",
+                fontsize=8,
+            )
+        throughput.set(
+            xlabel="concurrent clients", ylabel="images/s", title=f"{workload['name']}: throughput"
+        )
         _concurrency_axis(throughput, levels, NullLocator)
         throughput.legend(fontsize=8)
         latency.plot(levels, [e["p50_ms"] for e in workload["easel"]], "o-", label="p50")
         latency.plot(levels, [e["p95_ms"] for e in workload["easel"]], "s--", label="p95")
         latency.axhline(workload["raw"]["p50_ms"], color="grey", linestyle=":", label="raw p50")
-        latency.set(yscale="log", xlabel="concurrent clients", ylabel="latency (ms)",
-                    title=f"{workload['name']}: latency")
+        latency.set(
+            yscale="log",
+            xlabel="concurrent clients",
+            ylabel="latency (ms)",
+            title=f"{workload['name']}: latency",
+        )
         _concurrency_axis(latency, levels, NullLocator)
         latency.legend(fontsize=8)
     machine = results["machine"]
-    figure.suptitle(f"easel bench on {machine['gpu'] or machine['cpu']} ({machine['cores']} cores), "
-                    f"torch {machine['torch']}", fontsize=10)
+    figure.suptitle(
+        f"easel bench on {machine['gpu'] or machine['cpu']} ({machine['cores']} cores), "
+        f"torch {machine['torch']}",
+        fontsize=10,
+    )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

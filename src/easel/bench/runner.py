@@ -33,12 +33,25 @@ TARGET_ENCODE_MS = 15.0
 
 def cpu_workloads(root: Path) -> list[Workload]:
     """The tiny SD 1.x-layout pipeline at its native 256 px, 4 steps without guidance."""
-    return [Workload("tiny-sd-256px-4steps", build_tiny_sd(root / "tiny-sd"), side=256, steps=4, guidance_scale=0.0)]
+    return [
+        Workload(
+            "tiny-sd-256px-4steps",
+            build_tiny_sd(root / "tiny-sd"),
+            side=256,
+            steps=4,
+            guidance_scale=0.0,
+        )
+    ]
 
 
 def measure_workload(
-    workload: Workload, levels: Sequence[int], requests_per_client: int, min_requests: int,
-    raw_requests: int, root: Path, say: Say,
+    workload: Workload,
+    levels: Sequence[int],
+    requests_per_client: int,
+    min_requests: int,
+    raw_requests: int,
+    root: Path,
+    say: Say,
 ) -> dict[str, Any]:
     """Each level runs in SEGMENTS parts with raw calls before, between and after them, each raw
     block lasting as long as the Easel part before it, and its ratio is taken against those blocks:
@@ -53,8 +66,10 @@ def measure_workload(
             for level in levels:
                 requests = max(min_requests, level * requests_per_client)
                 per_segment = max(level, math.ceil(requests / SEGMENTS))
-                say(f"[{workload.name}] {level} clients: {SEGMENTS} x {per_segment} requests over HTTP, "
-                    f"raw calls around them")
+                say(
+                    f"[{workload.name}] {level} clients: {SEGMENTS} x {per_segment} requests over HTTP, "
+                    f"raw calls around them"
+                )
                 easel_load = http_load.LoadRun()
                 raw_latencies = raw_pipeline.run(raw_per_block)
                 for _ in range(SEGMENTS):
@@ -66,9 +81,11 @@ def measure_workload(
                 run["concurrency"] = level
                 run["raw_images_per_second_around"] = _rate(raw_latencies)
                 run["ratio_to_raw"] = round(run["images_per_second"] / _rate(raw_latencies), 3)
-                say(f"  {run['images_per_second']} images/s vs raw {_rate(raw_latencies)}: "
+                say(
+                    f"  {run['images_per_second']} images/s vs raw {_rate(raw_latencies)}: "
                     f"{run['ratio_to_raw']}x; p50 {run['p50_ms']} ms, p95 {run['p95_ms']} ms, "
-                    f"mean batch {run['mean_batch_images']}")
+                    f"mean batch {run['mean_batch_images']}"
+                )
                 runs.append(run)
     finally:
         raw_pipeline.close()
@@ -104,8 +121,10 @@ def measure_layout(workload: Workload, say: Say) -> dict[str, Any]:
         "serving_layout_images_per_second": _rate(tuned_latencies),
         "ratio": round(_rate(tuned_latencies) / _rate(plain_latencies), 3),
     }
-    say(f"[{workload.name}] one image per call: serving layout {result['serving_layout_images_per_second']} "
-        f"images/s vs plain {result['plain_images_per_second']}: {result['ratio']}x")
+    say(
+        f"[{workload.name}] one image per call: serving layout {result['serving_layout_images_per_second']} "
+        f"images/s vs plain {result['plain_images_per_second']}: {result['ratio']}x"
+    )
     return result
 
 
@@ -118,9 +137,13 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
     for workload in results["workloads"]:
         by_level = {run["concurrency"]: run["ratio_to_raw"] for run in workload["easel"]}
         if 1 in by_level:
-            checks[f"{workload['name']}: ratio at 1 >= {TARGET_RATIO_AT_1}"] = by_level[1] >= TARGET_RATIO_AT_1
+            checks[f"{workload['name']}: ratio at 1 >= {TARGET_RATIO_AT_1}"] = (
+                by_level[1] >= TARGET_RATIO_AT_1
+            )
         if 16 in by_level:
-            checks[f"{workload['name']}: ratio at 16 >= {TARGET_RATIO_AT_16}"] = by_level[16] >= TARGET_RATIO_AT_16
+            checks[f"{workload['name']}: ratio at 16 >= {TARGET_RATIO_AT_16}"] = (
+                by_level[16] >= TARGET_RATIO_AT_16
+            )
     serving = results["encoding"]["serving_encoder"]
     encode_ms = results["encoding"]["encoders"][serving]["median_ms"]
     checks[f"PNG encode ({serving}) <= {TARGET_ENCODE_MS} ms"] = encode_ms <= TARGET_ENCODE_MS
@@ -128,11 +151,18 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_all(
-    out_dir: Path, levels: Sequence[int], requests_per_client: int, min_requests: int, raw_requests: int,
-    gpu: bool, say: Say,
+    out_dir: Path,
+    levels: Sequence[int],
+    requests_per_client: int,
+    min_requests: int,
+    raw_requests: int,
+    gpu: bool,
+    say: Say,
 ) -> tuple[dict[str, Any], Path, Path]:
     described = machine.describe()
-    say(f"Machine: {described['cpu']}, {described['cores']} cores, GPU {described['gpu']}, torch {described['torch']}")
+    say(
+        f"Machine: {described['cpu']}, {described['cores']} cores, GPU {described['gpu']}, torch {described['torch']}"
+    )
     say("PNG encoders, 1024x1024, one thread")
     encoding = encoders.measure()
     for name, entry in encoding["encoders"].items():
@@ -140,7 +170,7 @@ def run_all(
             say(f"  {name}: {entry['median_ms']} ms, {entry['bytes']} bytes")
     results: dict[str, Any] = {
         "machine": described,
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "encoding": encoding,
         "workloads": [],
     }
@@ -154,7 +184,9 @@ def run_all(
             workloads = gpu_bench.workloads(root)
         for workload in workloads:
             results["workloads"].append(
-                measure_workload(workload, levels, requests_per_client, min_requests, raw_requests, root, say)
+                measure_workload(
+                    workload, levels, requests_per_client, min_requests, raw_requests, root, say
+                )
             )
     results["targets"] = targets(results)
     stem = f"bench-{machine.slug(described)}"

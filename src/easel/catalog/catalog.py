@@ -45,9 +45,7 @@ class Catalog:
             ) from None
 
     @classmethod
-    def build(
-        cls, config_file: Path | None = None, overrides: Sequence[str] = ()
-    ) -> Catalog:
+    def build(cls, config_file: Path | None = None, overrides: Sequence[str] = ()) -> Catalog:
         """Defaults, then the YAML file's `models:` entries, then `NAME=SOURCE` overrides.
 
         An entry for an existing name changes only the fields it gives, so pointing `dall-e-3` at

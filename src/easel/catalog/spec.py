@@ -198,7 +198,9 @@ class ModelSpec(BaseModel):
             return 1
         if n < 1:
             raise InvalidRequestError(
-                f"{n} is less than the minimum of 1 - 'n'", param="n", code="integer_below_min_value"
+                f"{n} is less than the minimum of 1 - 'n'",
+                param="n",
+                code="integer_below_min_value",
             )
         if self.max_n == 1 and n != 1:
             raise InvalidRequestError(

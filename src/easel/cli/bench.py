@@ -18,7 +18,9 @@ def _say(text: str) -> None:
 
 
 def bench(
-    out: Annotated[Path, typer.Option(help="Where the JSON results and the PNG chart go.")] = Path("bench/results"),
+    out: Annotated[Path, typer.Option(help="Where the JSON results and the PNG chart go.")] = Path(
+        "bench/results"
+    ),
     concurrency: Annotated[
         str, typer.Option(help="Comma-separated numbers of concurrent HTTP clients.")
     ] = "1,4,16,64",
@@ -27,8 +29,11 @@ def bench(
     ] = 4,
     min_requests: Annotated[int, typer.Option(help="At least this many requests per level.")] = 48,
     raw_requests: Annotated[
-        int, typer.Option(help="Raw pipeline calls before each level's first part (later blocks last as long as "
-            "the Easel part before them).")
+        int,
+        typer.Option(
+            help="Raw pipeline calls before each level's first part (later blocks last as long as "
+            "the Easel part before them)."
+        ),
     ] = 4,
     gpu: Annotated[
         bool, typer.Option(help="On CUDA, also the SD 1.5 and SDXL architectures (with MFU).")

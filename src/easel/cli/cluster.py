@@ -9,7 +9,7 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -40,26 +40,28 @@ cluster_app = typer.Typer(
 FORWARDED_ENV_PREFIXES = ("EASEL_", "AWS_")
 
 HostOption = Annotated[
-    Optional[str], typer.Option(help="Address Ray Serve's HTTP proxies listen on (env EASEL_HOST).")
+    str | None, typer.Option(help="Address Ray Serve's HTTP proxies listen on (env EASEL_HOST).")
 ]
-PortOption = Annotated[Optional[int], typer.Option(help="Ray Serve's HTTP port (env EASEL_PORT).")]
+PortOption = Annotated[int | None, typer.Option(help="Ray Serve's HTTP port (env EASEL_PORT).")]
 GpusOption = Annotated[
-    Optional[float],
-    typer.Option(help="GPUs per model replica, for every model (default: the catalog's, else 1 "
-    "when the cluster has GPUs)."),
+    float | None,
+    typer.Option(
+        help="GPUs per model replica, for every model (default: the catalog's, else 1 "
+        "when the cluster has GPUs)."
+    ),
 ]
-CpusOption = Annotated[Optional[float], typer.Option(help="CPUs per model replica, every model.")]
-MinReplicasOption = Annotated[Optional[int], typer.Option(help="Fewest replicas per model.")]
-MaxReplicasOption = Annotated[Optional[int], typer.Option(help="Most replicas per model.")]
+CpusOption = Annotated[float | None, typer.Option(help="CPUs per model replica, every model.")]
+MinReplicasOption = Annotated[int | None, typer.Option(help="Fewest replicas per model.")]
+MaxReplicasOption = Annotated[int | None, typer.Option(help="Most replicas per model.")]
 TargetOption = Annotated[
-    Optional[float],
+    float | None,
     typer.Option(help="Autoscaling target: ongoing requests per replica before Ray adds one."),
 ]
 MaxOngoingOption = Annotated[
-    Optional[int], typer.Option(help="Requests a model replica takes at once.")
+    int | None, typer.Option(help="Requests a model replica takes at once.")
 ]
 MaxQueuedOption = Annotated[
-    Optional[int],
+    int | None,
     typer.Option(help="Requests waiting for a busy model per ingress replica; beyond: 429."),
 ]
 IngressReplicasOption = Annotated[int, typer.Option(help="Replicas of the HTTP ingress.")]
@@ -112,7 +114,8 @@ def with_application_options(command: Callable[..., None]) -> Callable[..., None
     # eval_str: this module's annotations are strings, and Typer takes a __signature__ as it is.
     shared = inspect.signature(_application_args, eval_str=True).parameters
     own = [
-        p for name, p in inspect.signature(command, eval_str=True).parameters.items()
+        p
+        for name, p in inspect.signature(command, eval_str=True).parameters.items()
         if name != "args"
     ]
 
@@ -138,16 +141,20 @@ def _fail(command: str, exc: Exception) -> typer.Exit:
 def serve(
     args: ClusterArgs,
     address: Annotated[
-        Optional[str],
-        typer.Option(help="Ray cluster to deploy to, e.g. ray://head:10001 or head:6379 (env "
-        "RAY_ADDRESS; default: start a local Ray instance)."),
+        str | None,
+        typer.Option(
+            help="Ray cluster to deploy to, e.g. ray://head:10001 or head:6379 (env "
+            "RAY_ADDRESS; default: start a local Ray instance)."
+        ),
     ] = None,
     host: HostOption = None,
     port: PortOption = None,
     detach: Annotated[
         bool,
-        typer.Option(help="Return once deployed; the application keeps running on the cluster "
-        "(only with --address)."),
+        typer.Option(
+            help="Return once deployed; the application keeps running on the cluster "
+            "(only with --address)."
+        ),
     ] = False,
     log_level: LogLevelOption = "info",
 ) -> None:
@@ -160,8 +167,10 @@ def serve(
             raise _fail("serve", exc) from exc
     address = address or os.environ.get("RAY_ADDRESS") or None
     if detach and address is None:
-        raise _fail("serve", ValueError("--detach needs --address: a local Ray instance ends with "
-                                        "this command"))
+        raise _fail(
+            "serve",
+            ValueError("--detach needs --address: a local Ray instance ends with this command"),
+        )
     if address is not None:
         _warn_about_local_state(args)
     configure_logging(log_level)
@@ -172,8 +181,10 @@ def serve(
         raise _fail("serve", ValueError(message)) from exc
     except RuntimeError as exc:  # Ray could not start the application; its log says why
         raise _fail("serve", exc) from exc
-    err.print(f"Easel is on Ray Serve at http://{settings.host}:{settings.port}/v1 "
-              f"(models: {', '.join(args.models)}).")
+    err.print(
+        f"Easel is on Ray Serve at http://{settings.host}:{settings.port}/v1 "
+        f"(models: {', '.join(args.models)})."
+    )
     if not detach:
         _wait_for_interrupt()
 
@@ -181,11 +192,15 @@ def serve(
 def _warn_about_local_state(args: ClusterArgs) -> None:
     # Fine on a one-node cluster; on several nodes each ingress replica would see its own disk.
     if not (args.server.storage or "").startswith("s3://"):
-        err.print("[yellow]Images go to a local directory: on several nodes use --storage "
-                  "s3://BUCKET/PREFIX so that every ingress replica can serve them.[/yellow]")
+        err.print(
+            "[yellow]Images go to a local directory: on several nodes use --storage "
+            "s3://BUCKET/PREFIX so that every ingress replica can serve them.[/yellow]"
+        )
     if not os.environ.get("EASEL_DATABASE_URL", "").startswith("postgresql"):
-        err.print("[yellow]Keys live in SQLite on local disk: on several nodes set "
-                  "EASEL_DATABASE_URL to a PostgreSQL database.[/yellow]")
+        err.print(
+            "[yellow]Keys live in SQLite on local disk: on several nodes set "
+            "EASEL_DATABASE_URL to a PostgreSQL database.[/yellow]"
+        )
 
 
 def _deploy(args: ClusterArgs, address: str | None, host: str, port: int) -> None:
@@ -217,7 +232,7 @@ def _wait_for_interrupt() -> None:
 def config(
     args: ClusterArgs,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="File to write (default: stdout).")
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
     ] = None,
     host: HostOption = None,
     port: PortOption = None,

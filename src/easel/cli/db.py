@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from easel.cli.options import DatabaseUrlOption, DataDirOption, cli_settings
-from easel.storage.database import Database
-from easel.storage.migrations import head_revision
+from easel.db.database import Database
+from easel.db.migrations import head_revision
 
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 

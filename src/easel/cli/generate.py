@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from diffusers import DiffusionPipeline
@@ -36,22 +36,36 @@ err = Console(stderr=True)
 
 def generate(
     prompt: Annotated[str, typer.Argument(help="What to draw.")],
-    model: Annotated[Optional[str], typer.Option(help="Catalog model (default dall-e-2).")] = None,
-    size: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT, one the model accepts.")] = None,
-    n: Annotated[Optional[int], typer.Option("--n", "-n", help="How many images.")] = None,
-    quality: Annotated[Optional[str], typer.Option(help="standard, hd, ... as the model accepts.")] = None,
-    style: Annotated[Optional[str], typer.Option(help="vivid or natural, where the model has styles.")] = None,
-    seed: Annotated[
-        Optional[int], typer.Option(help="Make it reproducible; image i uses seed + i. Default: random.")
+    model: Annotated[str | None, typer.Option(help="Catalog model (default dall-e-2).")] = None,
+    size: Annotated[
+        str | None, typer.Option(help="WIDTHxHEIGHT, one the model accepts.")
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the PNG files to.")] = Path("."),
+    n: Annotated[int | None, typer.Option("--n", "-n", help="How many images.")] = None,
+    quality: Annotated[
+        str | None, typer.Option(help="standard, hd, ... as the model accepts.")
+    ] = None,
+    style: Annotated[
+        str | None, typer.Option(help="vivid or natural, where the model has styles.")
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Make it reproducible; image i uses seed + i. Default: random."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the PNG files to.")] = Path(
+        "."
+    ),
     config: ConfigOption = None,
     model_source: ModelSourceOption = None,
 ) -> None:
     """Generate images locally and write them as PNG files; prints the paths it wrote."""
     catalog = build_catalog(config, model_source)
     body: dict[str, Any] = {
-        "prompt": prompt, "model": model, "n": n, "size": size, "quality": quality, "style": style,
+        "prompt": prompt,
+        "model": model,
+        "n": n,
+        "size": size,
+        "quality": quality,
+        "style": style,
         "seed": seed,
     }
     try:
@@ -67,7 +81,9 @@ def generate(
     engine_log.addHandler(logging.NullHandler())
     engine_log.propagate = False
     # The server's engine, scheduler included; no deadline: the user is watching the progress bar.
-    engine = Engine(Catalog([catalog.get(plan.model)]), config=SchedulerConfig(deadline_seconds=None))
+    engine = Engine(
+        Catalog([catalog.get(plan.model)]), config=SchedulerConfig(deadline_seconds=None)
+    )
     try:
         pipe = _load(engine, catalog.get(plan.model))
         images = _run(engine, pipe, plan, job.seed)

@@ -3,54 +3,58 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from easel.cli.options import DatabaseUrlOption, DataDirOption, open_database
+from easel.keys.store import ApiKey, KeyStore
 from easel.limits.policy import QUOTA_PERIODS, KeyPolicy, PolicyError, parse_expiry, parse_models
-from easel.storage.api_keys import ApiKey, KeyStore
 
 keys_app = typer.Typer(help="Create, change, list and revoke API keys.", no_args_is_help=True)
 err = Console(stderr=True)
 
-NameOption = Annotated[Optional[str], typer.Option("--name", help="A label for the key.")]
+NameOption = Annotated[str | None, typer.Option("--name", help="A label for the key.")]
 RpmOption = Annotated[
-    Optional[int], typer.Option("--rpm", help="Requests per minute (0: no limit).", min=0)
+    int | None, typer.Option("--rpm", help="Requests per minute (0: no limit).", min=0)
 ]
 IpmOption = Annotated[
-    Optional[int], typer.Option("--ipm", help="Images per minute (0: no limit).", min=0)
+    int | None, typer.Option("--ipm", help="Images per minute (0: no limit).", min=0)
 ]
 UserRpmOption = Annotated[
-    Optional[int],
-    typer.Option("--user-rpm", help="Requests per minute per `user` of the key (0: no limit).", min=0),
+    int | None,
+    typer.Option(
+        "--user-rpm", help="Requests per minute per `user` of the key (0: no limit).", min=0
+    ),
 ]
 UserIpmOption = Annotated[
-    Optional[int],
-    typer.Option("--user-ipm", help="Images per minute per `user` of the key (0: no limit).", min=0),
+    int | None,
+    typer.Option(
+        "--user-ipm", help="Images per minute per `user` of the key (0: no limit).", min=0
+    ),
 ]
 QuotaOption = Annotated[
-    Optional[int], typer.Option("--quota", help="Images per quota period (0: no quota).", min=0)
+    int | None, typer.Option("--quota", help="Images per quota period (0: no quota).", min=0)
 ]
 QuotaPeriodOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--quota-period", help="day, month (UTC calendar) or total.", show_default=False),
 ]
 ModelsOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--models", help="Comma-separated models the key may use ('' : all models)."),
 ]
 ExpiresOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--expires",
         help="When the key stops working: 2027-01-31, 2027-01-31T12:00:00Z, 30d, 12h, or never.",
     ),
 ]
 EnabledOption = Annotated[
-    Optional[bool],
+    bool | None,
     typer.Option("--enable/--disable", help="Enable or disable the key.", show_default=False),
 ]
 
@@ -69,7 +73,11 @@ def _changes(
     """The policy fields given on the command line; 0 and '' clear a limit."""
     changes: dict[str, Any] = {}
     for name, value in (
-        ("rpm", rpm), ("ipm", ipm), ("user_rpm", user_rpm), ("user_ipm", user_ipm), ("quota", quota)
+        ("rpm", rpm),
+        ("ipm", ipm),
+        ("user_rpm", user_rpm),
+        ("user_ipm", user_ipm),
+        ("quota", quota),
     ):
         if value is not None:
             changes[name] = value or None
@@ -132,7 +140,9 @@ def update(
 ) -> None:
     """Change a key's limits, models, expiry or state; options left out stay as they are."""
     try:
-        changes = _changes(rpm, ipm, user_rpm, user_ipm, quota, quota_period, models, expires, enabled)
+        changes = _changes(
+            rpm, ipm, user_rpm, user_ipm, quota, quota_period, models, expires, enabled
+        )
         key = KeyStore(open_database(data_dir, database_url)).update(key_id, changes, name)
     except PolicyError as exc:
         err.print(f"[red]easel keys update: {exc}[/red]")

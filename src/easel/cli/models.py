@@ -84,7 +84,9 @@ def remove_model(
         err.print(f"No downloaded weights for {source}: nothing to remove.")
         return
     size = human_size(plan.expected_freed_size)
-    if not yes and not typer.confirm(f"Delete {source} from the Hugging Face cache, freeing {size}?"):
+    if not yes and not typer.confirm(
+        f"Delete {source} from the Hugging Face cache, freeing {size}?"
+    ):
         err.print("Nothing removed.")
         raise typer.Exit(1)
     plan.execute()

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
+from easel.db.database import Database
 from easel.settings import Settings
-from easel.storage.database import Database
 
 DataDirOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--data-dir",
         help="Where images, keys and the database live (env EASEL_DATA_DIR; default: the per-user "
@@ -21,7 +21,7 @@ DataDirOption = Annotated[
 ]
 
 DatabaseUrlOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--database-url",
         help="SQLAlchemy URL of the database, e.g. postgresql://user:pass@host/easel (env "
@@ -31,20 +31,20 @@ DatabaseUrlOption = Annotated[
 ]
 
 
-def cli_settings(data_dir: Optional[Path], database_url: Optional[str]) -> Settings:
+def cli_settings(data_dir: Path | None, database_url: str | None) -> Settings:
     """Settings from the environment, with the command's --data-dir and --database-url on top."""
     return settings_with(data_dir=data_dir, database_url=database_url)
 
 
-def open_database(data_dir: Optional[Path], database_url: Optional[str]) -> Database:
+def open_database(data_dir: Path | None, database_url: str | None) -> Database:
     return Database(cli_settings(data_dir, database_url).resolved_database_url)
 
 
 ConfigOption = Annotated[
-    Optional[Path], typer.Option("--config", help="YAML file adding or changing catalog models.")
+    Path | None, typer.Option("--config", help="YAML file adding or changing catalog models.")
 ]
 ModelOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option(
         "--model",
         help="NAME=HUB_ID_OR_DIR: serve NAME from this pipeline (keeps NAME's rules when NAME "
@@ -52,7 +52,7 @@ ModelOption = Annotated[
     ),
 ]
 StorageOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--storage",
         help="Where images are kept: s3://BUCKET/PREFIX (an S3-compatible store; endpoint and "
@@ -61,15 +61,15 @@ StorageOption = Annotated[
     ),
 ]
 PublicBaseUrlOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(help="Absolute URL clients reach the server by (env EASEL_PUBLIC_BASE_URL)."),
 ]
 UrlTtlOption = Annotated[
-    Optional[int],
+    int | None,
     typer.Option("--url-ttl", help="Seconds an image URL stays valid (env EASEL_URL_TTL_SECONDS)."),
 ]
 ModelSourceOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option(
         "--model-source",
         help="NAME=HUB_ID_OR_DIR: take NAME's pipeline from here (as `easel serve --model`). "

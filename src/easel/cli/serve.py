@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 import uvicorn
@@ -31,8 +31,10 @@ err = Console(stderr=True)
 
 
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Address to listen on (env EASEL_HOST).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port (env EASEL_PORT).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (env EASEL_HOST).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env EASEL_PORT).")] = None,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
     model: ModelOption = None,
@@ -42,11 +44,13 @@ def serve(
     database_url: DatabaseUrlOption = None,
     log_level: LogLevelOption = "info",
     log_format: Annotated[
-        Optional[str],
-        typer.Option(help="json (one object per line, the default) or text (env EASEL_LOG_FORMAT)."),
+        str | None,
+        typer.Option(
+            help="json (one object per line, the default) or text (env EASEL_LOG_FORMAT)."
+        ),
     ] = None,
     log_prompts: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option(
             "--log-prompts/--no-log-prompts",
             help="Put prompts in the log (env EASEL_LOG_PROMPTS; off by default).",
@@ -54,29 +58,29 @@ def serve(
         ),
     ] = None,
     queue_images: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(
             help="Images that may wait per model; more get 429 (env EASEL_QUEUE_IMAGES, 64)."
         ),
     ] = None,
     batch_images: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(help="Most images in one pipeline call (env EASEL_BATCH_IMAGES, 8)."),
     ] = None,
     batch_pixels: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(
             help="Most generated pixels in one pipeline call (env EASEL_BATCH_PIXELS, 8388608)."
         ),
     ] = None,
     batch_wait_ms: Annotated[
-        Optional[float],
+        float | None,
         typer.Option(
             help="Longest wait for compatible requests when idle (env EASEL_BATCH_WAIT_MS, 5)."
         ),
     ] = None,
     adaptive_batch_size: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option(
             "--adaptive-batch-size/--fixed-batch-size",
             help="Limit batches to the size measured fastest within the budgets, or always fill "
@@ -84,7 +88,7 @@ def serve(
         ),
     ] = None,
     deadline: Annotated[
-        Optional[float],
+        float | None,
         typer.Option(
             help="Seconds a request may take before it is cancelled with 504; 0: none "
             "(env EASEL_DEADLINE_SECONDS, 600)."

@@ -6,14 +6,14 @@ import csv
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from easel.cli.options import DatabaseUrlOption, DataDirOption, open_database
-from easel.storage.usage import SUMMARY_FIELDS, UsageFilter, UsageStore, UsageSummary, totals
+from easel.usage.store import SUMMARY_FIELDS, UsageFilter, UsageStore, UsageSummary, totals
 
 err = Console(stderr=True)
 
@@ -24,17 +24,25 @@ def _day(value: str | None, option: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"expected a date like 2026-11-24, got {value!r}", param_hint=option) from None
+        raise typer.BadParameter(
+            f"expected a date like 2026-11-24, got {value!r}", param_hint=option
+        ) from None
 
 
 def usage(
-    key: Annotated[Optional[str], typer.Option("--key", help="Only this key id.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Only this model.")] = None,
-    user: Annotated[Optional[str], typer.Option("--user", help="Only this `user` of the requests.")] = None,
-    since: Annotated[Optional[str], typer.Option("--since", help="First day (UTC), e.g. 2026-11-01.")] = None,
-    until: Annotated[Optional[str], typer.Option("--until", help="Last day (UTC), included.")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Only this key id.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Only this `user` of the requests.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="First day (UTC), e.g. 2026-11-01.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Last day (UTC), included.")
+    ] = None,
     csv_path: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--csv", help="Write CSV to this file ('-' for stdout) instead of a table."),
     ] = None,
     data_dir: DataDirOption = None,

@@ -22,7 +22,9 @@ HEADER = """\
 """
 
 
-def serve_config(args: ClusterArgs, host: str, port: int, app_name: str = APP_NAME) -> dict[str, Any]:
+def serve_config(
+    args: ClusterArgs, host: str, port: int, app_name: str = APP_NAME
+) -> dict[str, Any]:
     return {
         "proxy_location": "EveryNode",
         "http_options": {"host": host, "port": port},

@@ -65,7 +65,9 @@ class DeploymentEngine:
         while True:
             for name, handle in self._handles.items():
                 try:
-                    self._states[name] = await asyncio.wait_for(handle.state.remote(), STATE_TIMEOUT)
+                    self._states[name] = await asyncio.wait_for(
+                        handle.state.remote(), STATE_TIMEOUT
+                    )
                 except Exception as exc:  # an unreachable deployment is not ready
                     log.debug("state of %s unknown: %s", name, exc)
                     self._states[name] = ReplicaState(ModelState.FAILED, None)

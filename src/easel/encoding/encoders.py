@@ -33,7 +33,9 @@ def _fpng() -> Encoder:
     def encode(pixels: np.ndarray) -> bytes:
         height, width, _ = pixels.shape
         return bytes(
-            fpng_py.fpng_encode_image_to_memory(np.ascontiguousarray(pixels).tobytes(), width, height, 3)
+            fpng_py.fpng_encode_image_to_memory(
+                np.ascontiguousarray(pixels).tobytes(), width, height, 3
+            )
         )
 
     return encode
@@ -57,7 +59,9 @@ def _opencv(level: int) -> Callable[[], Encoder]:
 
         def encode(pixels: np.ndarray) -> bytes:
             # OpenCV expects BGR channel order.
-            ok, buffer = cv2.imencode(".png", pixels[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, level])
+            ok, buffer = cv2.imencode(
+                ".png", pixels[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, level]
+            )
             if not ok:
                 raise RuntimeError("OpenCV could not encode the image")
             return buffer.tobytes()

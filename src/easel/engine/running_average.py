@@ -16,5 +16,7 @@ class RunningAverage:
     samples: int = 0
 
     def add(self, sample: float) -> None:
-        self.value = sample if self.samples == 0 else self.value + self.smoothing * (sample - self.value)
+        self.value = (
+            sample if self.samples == 0 else self.value + self.smoothing * (sample - self.value)
+        )
         self.samples += 1

@@ -182,7 +182,10 @@ class BatchScheduler:
                 f"The server is busy: the queue for model `{self.model}` already holds {queued} "
                 f"of at most {self.config.queue_images} images. Retry after {retry_after} seconds.",
                 code="queue_full",
-                headers={"Retry-After": str(retry_after), "retry-after-ms": str(retry_after * 1000)},
+                headers={
+                    "Retry-After": str(retry_after),
+                    "retry-after-ms": str(retry_after * 1000),
+                },
             )
         loop = asyncio.get_running_loop()
         job = Job(plan=plan, seed=seed, future=loop.create_future(), timing=timing)
@@ -214,8 +217,14 @@ class BatchScheduler:
             self._pending.remove(job)
             self._queue_changed()
             self.stats.removed_from_queue += 1
-            job.log(log, logging.INFO, "%s: removed a request for %d images from the queue: %s",
-                    self.model, job.undispatched, reason)
+            job.log(
+                log,
+                logging.INFO,
+                "%s: removed a request for %d images from the queue: %s",
+                self.model,
+                job.undispatched,
+                reason,
+            )
         if not job.future.done():
             job.future.cancel()
 
@@ -269,14 +278,16 @@ class BatchScheduler:
         """Requests arrive more often than the wait, or the last batch served more clients than
         are waiting now (their next requests are on the way)."""
         return (
-            (self._arrival_gap.samples > 0 and self._arrival_gap.value <= self.config.batch_wait_seconds)
-            or len(self._pending) < self._last_batch_requests
-        )
+            self._arrival_gap.samples > 0
+            and self._arrival_gap.value <= self.config.batch_wait_seconds
+        ) or len(self._pending) < self._last_batch_requests
 
     def _key(self, pipe: DiffusionPipeline, job: Job) -> BatchKey:
         plan = job.plan
         width, height = generation_size(pipe, plan.width, plan.height)
-        return BatchKey(width, height, plan.steps, plan.guidance_scale, plan.negative_prompt is not None)
+        return BatchKey(
+            width, height, plan.steps, plan.guidance_scale, plan.negative_prompt is not None
+        )
 
     def _batch_limit(self, key: BatchKey) -> int:
         """Most images in a batch of this class: the configured image and pixel budgets, and
@@ -306,7 +317,11 @@ class BatchScheduler:
         return key, parts
 
     async def _run(
-        self, loop: asyncio.AbstractEventLoop, pipe: DiffusionPipeline, key: BatchKey, parts: list[Part]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        pipe: DiffusionPipeline,
+        key: BatchKey,
+        parts: list[Part],
     ) -> None:
         images = batch_images(parts)
         self._running_images = images
@@ -319,7 +334,9 @@ class BatchScheduler:
                 job.timing.queued_seconds = started - job.enqueued_at
         calls = PipelineCalls()
         try:
-            outcome = await loop.run_in_executor(self._executor, self._attempt, pipe, key, parts, calls)
+            outcome = await loop.run_in_executor(
+                self._executor, self._attempt, pipe, key, parts, calls
+            )
         finally:
             self._running_images = 0
             for job in jobs:
@@ -357,19 +374,33 @@ class BatchScheduler:
             results = run_batch(pipe, key, parts, abandoned)
         except BatchAbandoned as exc:
             self.stats.abandoned_batches += 1
-            log.info("%s: stopped a batch of %d images after step %d of %d: every request in it "
-                     "was cancelled", self.model, images, exc.step, key.steps)
+            log.info(
+                "%s: stopped a batch of %d images after step %d of %d: every request in it "
+                "was cancelled",
+                self.model,
+                images,
+                exc.step,
+                key.steps,
+            )
             return [(part, exc) for part in parts]
         except torch.OutOfMemoryError as exc:
             _free_accelerator_memory(pipe)
             if images == 1:
-                log.error("%s: out of memory for a single %dx%d image: %s",
-                          self.model, key.width, key.height, exc)
+                log.error(
+                    "%s: out of memory for a single %dx%d image: %s",
+                    self.model,
+                    key.width,
+                    key.height,
+                    exc,
+                )
                 return [(parts[0], _out_of_memory(key))]
             calls.out_of_memory.append(images)
             self.stats.oom_splits += 1
-            log.warning("%s: out of memory for a batch of %d images; retrying it in halves",
-                        self.model, images)
+            log.warning(
+                "%s: out of memory for a batch of %d images; retrying it in halves",
+                self.model,
+                images,
+            )
             left, right = split_parts(parts)
             return self._attempt(pipe, key, left, calls) + self._attempt(pipe, key, right, calls)
         except Exception as exc:  # a pipeline fault fails this batch's requests, nothing else

@@ -27,5 +27,7 @@ def tune_for_serving(pipe: DiffusionPipeline) -> list[str]:
         ):
             component.to(memory_format=torch.channels_last)
             changed.append(name)
-    log.info("%s: channels-last weights for %s", type(pipe).__name__, ", ".join(changed) or "nothing")
+    log.info(
+        "%s: channels-last weights for %s", type(pipe).__name__, ", ".join(changed) or "nothing"
+    )
     return changed

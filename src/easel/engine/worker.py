@@ -15,8 +15,8 @@ from easel.engine.device import best_device, dtype_for
 from easel.engine.generate import GeneratedImage, draw_seed
 from easel.engine.loader import ModelLoadError, load_pipeline
 from easel.engine.scheduler import BatchScheduler, SchedulerConfig
-from easel.engine.tuning import tune_for_serving
 from easel.engine.timing import GenerationTiming
+from easel.engine.tuning import tune_for_serving
 from easel.errors import ServiceUnavailableError
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,10 @@ class ModelWorker:
         deadline_seconds: float | None = None,
         timing: GenerationTiming | None = None,
     ) -> list[GeneratedImage]:
-        if self.state is ModelState.FAILED and time.monotonic() - self._failed_at < RELOAD_BACKOFF_SECONDS:
+        if (
+            self.state is ModelState.FAILED
+            and time.monotonic() - self._failed_at < RELOAD_BACKOFF_SECONDS
+        ):
             raise self._unavailable()
         chosen_seed = draw_seed() if seed is None else seed
         deadline = self.config.deadline_seconds if deadline_seconds is None else deadline_seconds
@@ -90,7 +93,10 @@ class ModelWorker:
         """Runs on the worker thread only, so loads never overlap."""
         if self._pipe is not None:
             return self._pipe
-        if self.state is ModelState.FAILED and time.monotonic() - self._failed_at < RELOAD_BACKOFF_SECONDS:
+        if (
+            self.state is ModelState.FAILED
+            and time.monotonic() - self._failed_at < RELOAD_BACKOFF_SECONDS
+        ):
             return None
         self.state = ModelState.LOADING
         started = time.monotonic()
@@ -111,7 +117,9 @@ class ModelWorker:
         return self._pipe
 
     def _fail(self, message: str) -> None:
-        log.error("model %s could not be loaded from %s: %s", self.spec.name, self.spec.source, message)
+        log.error(
+            "model %s could not be loaded from %s: %s", self.spec.name, self.spec.source, message
+        )
         self._error = message
         self._failed_at = time.monotonic()
         self.state = ModelState.FAILED
@@ -138,7 +146,9 @@ class Engine:
         self.device = device or best_device()
         dtype = dtype_for(self.device)
         config = config or SchedulerConfig()
-        self.workers = {spec.name: ModelWorker(spec, self.device, dtype, config) for spec in catalog}
+        self.workers = {
+            spec.name: ModelWorker(spec, self.device, dtype, config) for spec in catalog
+        }
 
     def start(self) -> None:
         for worker in self.workers.values():
@@ -176,7 +186,10 @@ class Engine:
     def stats(self) -> dict[str, dict[str, object]]:
         """Per model: what its scheduler did, and the batch size limits it measured."""
         return {
-            name: {**worker.scheduler.stats.snapshot(), "batch_limits": worker.scheduler.sizer.snapshot()}
+            name: {
+                **worker.scheduler.stats.snapshot(),
+                "batch_limits": worker.scheduler.sizer.snapshot(),
+            }
             for name, worker in self.workers.items()
         }
 

@@ -10,15 +10,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection
 
+from easel.db.database import Database
 from easel.errors import InsufficientQuotaError, PermissionDeniedError, RateLimitError
-from easel.storage import quota, rate_buckets
-from easel.storage.api_keys import ApiKey
-from easel.storage.database import Database
-from easel.storage.rate_buckets import BucketState, RateLimit
+from easel.keys.store import ApiKey
+from easel.limits import quota, rate_buckets
+from easel.limits.rate_buckets import BucketState, RateLimit
 
 QUOTA_MESSAGE = (
     "You exceeded your current quota of {quota} images{per}, please ask the administrator of "
@@ -69,7 +69,9 @@ class Limiter:
             raise _rate_error("requests", rate, state, headers, key.id)
         return headers
 
-    def admit_images(self, key: ApiKey, user: str | None, images: int, request_id: str) -> Admission:
+    def admit_images(
+        self, key: ApiKey, user: str | None, images: int, request_id: str
+    ) -> Admission:
         """Take the request's images from every rate that applies and reserve them from the
         quota, all or nothing. Raises 429 `rate_limit_exceeded` or `insufficient_quota`."""
         policy = key.policy
@@ -107,7 +109,7 @@ class Limiter:
         policy = key.policy
         if policy.quota is None:
             return None
-        when = datetime.fromtimestamp(now, timezone.utc)
+        when = datetime.fromtimestamp(now, UTC)
         period = quota.period_of(policy.quota_period, when)
         state = quota.reserve(
             connection,
@@ -139,9 +141,13 @@ def _image_rates(key: ApiKey, user: str | None, images: int) -> list[tuple[str, 
     if user is not None:
         user_tag = hashlib.sha256(user.encode()).hexdigest()[:32]
         if policy.user_rpm is not None:
-            rates.append(("user requests", RateLimit(f"user-rpm:{key.id}:{user_tag}", policy.user_rpm, 1)))
+            rates.append(
+                ("user requests", RateLimit(f"user-rpm:{key.id}:{user_tag}", policy.user_rpm, 1))
+            )
         if policy.user_ipm is not None:
-            rates.append(("user images", RateLimit(f"user-ipm:{key.id}:{user_tag}", policy.user_ipm, images)))
+            rates.append(
+                ("user images", RateLimit(f"user-ipm:{key.id}:{user_tag}", policy.user_ipm, images))
+            )
     if policy.ipm is not None:
         rates.append(("images", RateLimit(f"ipm:{key.id}", policy.ipm, images)))
     return rates

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 QUOTA_PERIODS = ("day", "month", "total")
@@ -38,7 +38,9 @@ class KeyPolicy:
         for name in ("rpm", "ipm", "user_rpm", "user_ipm", "quota"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or value < 1):
-                raise PolicyError(f"{name} must be a positive integer (or unset for no limit)", name)
+                raise PolicyError(
+                    f"{name} must be a positive integer (or unset for no limit)", name
+                )
         if self.quota_period not in QUOTA_PERIODS:
             raise PolicyError(
                 f"quota period must be one of {', '.join(QUOTA_PERIODS)}", "quota_period"
@@ -92,7 +94,7 @@ def parse_expiry(value: str, now: datetime | None = None) -> datetime | None:
     relative = _RELATIVE.match(text)
     if relative:
         amount, unit = int(relative.group(1)), relative.group(2)
-        return (now or datetime.now(timezone.utc)) + timedelta(**{_UNITS[unit]: amount})
+        return (now or datetime.now(UTC)) + timedelta(**{_UNITS[unit]: amount})
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -101,4 +103,4 @@ def parse_expiry(value: str, now: datetime | None = None) -> datetime | None:
             "2027-01-31T12:00:00Z), a duration (90m, 12h, 30d, 2w) or 'never'",
             "expires_at",
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

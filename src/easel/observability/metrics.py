@@ -19,9 +19,7 @@ REQUESTS = Counter(
     "Image generation requests answered, by model and HTTP status.",
     ["model", "status"],
 )
-IMAGES_GENERATED = Counter(
-    "easel_images_generated", "Images delivered to clients.", ["model"]
-)
+IMAGES_GENERATED = Counter("easel_images_generated", "Images delivered to clients.", ["model"])
 LIMIT_REFUSALS = Counter(
     "easel_limit_refusals",
     "Requests refused by a key's policy, by reason (rate_limit_exceeded, insufficient_quota, ...).",
@@ -57,7 +55,9 @@ BATCH_LIMIT = Gauge(
     ["model", "batch_class"],
 )
 QUEUE_DEPTH = Gauge(
-    "easel_queue_depth", "Requests waiting in the engine for their pipeline call to start.", ["model"]
+    "easel_queue_depth",
+    "Requests waiting in the engine for their pipeline call to start.",
+    ["model"],
 )
 IN_FLIGHT = Gauge(
     "easel_requests_in_flight",
@@ -99,14 +99,18 @@ class EngineCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         ready = GaugeMetricFamily(
-            "easel_model_ready", "1 when the model's pipeline is loaded, else 0.", labels=["model", "state"]
+            "easel_model_ready",
+            "1 when the model's pipeline is loaded, else 0.",
+            labels=["model", "state"],
         )
         for model, state in self._engine.states().items():
             value = getattr(state, "value", str(state))
             ready.add_metric([model, value], 1.0 if value == "ready" else 0.0)
         yield ready
         load = GaugeMetricFamily(
-            "easel_model_load_seconds", "Seconds the model's last successful load took.", labels=["model"]
+            "easel_model_load_seconds",
+            "Seconds the model's last successful load took.",
+            labels=["model"],
         )
         for model, seconds in self._engine.load_seconds().items():
             if seconds is not None:

@@ -1,2 +1,1 @@
-"""Storage: generated images (local disk or S3-compatible) and the database: keys, limits, quotas,
-usage."""
+"""Generated images: one store interface, on local disk or in S3-compatible object storage."""

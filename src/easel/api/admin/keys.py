@@ -13,8 +13,8 @@ from easel.api.admin.auth import require_admin
 from easel.api.body import read_json_object
 from easel.api.state import services
 from easel.errors import InvalidRequestError, NotFoundError
+from easel.keys.store import ApiKey
 from easel.limits.policy import KeyPolicy, PolicyError, parse_expiry
-from easel.storage.api_keys import ApiKey
 
 router = APIRouter(prefix="/keys", dependencies=[Depends(require_admin)])
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from easel.api.admin.auth import require_admin
 from easel.api.state import services
 from easel.errors import InvalidRequestError
-from easel.storage.usage import UsageFilter, totals
+from easel.usage.store import UsageFilter, totals
 
 router = APIRouter(dependencies=[Depends(require_admin)])
 

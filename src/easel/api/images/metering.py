@@ -13,11 +13,11 @@ from easel.api.auth import Caller
 from easel.api.context import request_id_var
 from easel.api.state import AppServices
 from easel.catalog import GenerationPlan
+from easel.db.database import utcnow
 from easel.engine.timing import GenerationTiming
 from easel.errors import EaselError
 from easel.observability import metrics
-from easel.storage.database import utcnow
-from easel.storage.usage import UsageRecord
+from easel.usage.store import UsageRecord
 
 log = logging.getLogger("easel.generation")
 
@@ -55,7 +55,9 @@ async def admit_request(services: AppServices, caller: Caller) -> None:
     if caller.key.policy.rpm is None:
         return
     try:
-        caller.response_headers.update(await asyncio.to_thread(services.limiter.admit_request, caller.key))
+        caller.response_headers.update(
+            await asyncio.to_thread(services.limiter.admit_request, caller.key)
+        )
     except EaselError as exc:
         caller.response_headers.update(_ratelimit_headers(exc.headers))
         raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -126,7 +126,7 @@ class Database:
     def upgrade(self) -> list[str]:
         """Apply pending migrations; the revisions applied, oldest first."""
         # Imported here: the migrations import this module's models.
-        from easel.storage.migrations import upgrade
+        from easel.db.migrations import upgrade
 
         return upgrade(self.engine)
 

@@ -10,8 +10,8 @@ from typing import cast
 
 from sqlalchemy import Table, case, func, select
 
-from easel.storage import quota
-from easel.storage.database import Database, UsageRow, upsert
+from easel.db.database import Database, UsageRow, upsert
+from easel.limits import quota
 
 _TABLE = cast(Table, UsageRow.__table__)
 

@@ -9,7 +9,7 @@ from typing import cast
 
 from sqlalchemy import Connection, Float, Table, case, delete, literal, select
 
-from easel.storage.database import RateBucketRow, upsert
+from easel.db.database import RateBucketRow, upsert
 
 _TABLE = cast(Table, RateBucketRow.__table__)
 

@@ -1,8 +1,8 @@
-"""Alembic's entry point: migrate over the connection `easel.storage.migrations.upgrade` passes in."""
+"""Alembic's entry point: migrate over the connection `easel.db.migrations.upgrade` passes in."""
 
 from alembic import context
 
-from easel.storage.database import Base
+from easel.db.database import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -7,13 +7,13 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 
+from easel.db.database import ApiKeyRow, Database, utcnow
 from easel.limits.policy import KeyPolicy
-from easel.storage.database import ApiKeyRow, Database, utcnow
 
 KEY_PREFIX = "sk-"
 
@@ -67,7 +67,7 @@ def _aware(value: datetime | None) -> datetime | None:
     # SQLite returns naive datetimes; every time Easel stores is UTC.
     if value is None or value.tzinfo is not None:
         return value
-    return value.replace(tzinfo=timezone.utc)
+    return value.replace(tzinfo=UTC)
 
 
 def _to_policy(row: ApiKeyRow) -> KeyPolicy:

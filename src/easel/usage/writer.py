@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 from sqlalchemy.exc import DatabaseError, InterfaceError, OperationalError
 
-from easel.storage.usage import UsageRecord, UsageStore
+from easel.usage.store import UsageRecord, UsageStore
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,9 @@ class UsageWriter:
                 self._store.write(batch)
                 return True
             except (OperationalError, InterfaceError):
-                log.exception("storing %d usage records failed; retrying in %.1fs", len(batch), delay)
+                log.exception(
+                    "storing %d usage records failed; retrying in %.1fs", len(batch), delay
+                )
             except DatabaseError:
                 # The database refused the data itself: store the others one by one, so a single
                 # bad record cannot hold back the rest.

@@ -9,7 +9,7 @@ from typing import cast
 
 from sqlalchemy import Connection, Table, delete, func, select
 
-from easel.storage.database import QuotaReservationRow, QuotaUsageRow, upsert
+from easel.db.database import QuotaReservationRow, QuotaUsageRow, upsert
 
 _USAGE = cast(Table, QuotaUsageRow.__table__)
 _RESERVATIONS = cast(Table, QuotaReservationRow.__table__)

@@ -71,6 +71,15 @@ def downgrade() -> None:
     op.drop_table("quota_usage")
     op.drop_table("rate_buckets")
     with op.batch_alter_table("api_keys") as batch:
-        for column in ("disabled", "expires_at", "models", "quota_period", "quota", "user_ipm",
-                       "user_rpm", "ipm", "rpm"):
+        for column in (
+            "disabled",
+            "expires_at",
+            "models",
+            "quota_period",
+            "quota",
+            "user_ipm",
+            "user_rpm",
+            "ipm",
+            "rpm",
+        ):
             batch.drop_column(column)

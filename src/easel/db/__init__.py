@@ -1,0 +1,1 @@
+"""The SQL database: tables, connections and migrations, shared by keys, limits and usage."""

@@ -1,0 +1,1 @@
+"""API keys: issuing, storing as digests, and checking the secrets clients present."""

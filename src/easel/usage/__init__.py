@@ -1,0 +1,1 @@
+"""Usage records: one per generation request, written durably and summed for reports."""
