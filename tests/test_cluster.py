@@ -213,6 +213,42 @@ def test_full_queue_answers_429_with_retry_after(cluster: Cluster) -> None:
             assert (error["type"], error["code"]) == ("requests", "server_busy")
 
 
+def test_deployments_the_cluster_cannot_hold_are_refused_with_the_numbers(
+    cluster: Cluster, tiny_sd: Path, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "easel",
+            "cluster",
+            "serve",
+            "--address",
+            ray.get_runtime_context().gcs_address,
+            "--detach",
+            "--data-dir",
+            str(tmp_path),
+            "--model",
+            f"dall-e-2={tiny_sd}",
+            "--cpus-per-replica",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert "CPU: 4.5 asked (ingress 1 x 0.5 + model:dall-e-2 1 x 4), the cluster has 2" in message
+    assert "model:dall-e-2: no node can hold one replica (4 CPU)" in message
+    assert "Traceback" not in refused.stderr
+    assert elapsed < 60, f"refused only after {elapsed:.0f} s"
+    # Refused before deploying: the running application is untouched.
+    _small_image(cluster.client(), "still serving")
+
+
 def test_killing_a_replica_mid_run_leaves_every_request_answered(cluster: Cluster) -> None:
     client = cluster.client()
     victim = _small_image(client, "who are you")

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from easel.catalog.catalog import Catalog, CatalogConfigError
 from easel.cli.options import (
@@ -132,7 +133,7 @@ def with_application_options(command: Callable[..., None]) -> Callable[..., None
 
 
 def _fail(command: str, exc: Exception) -> typer.Exit:
-    err.print(f"[red]easel cluster {command}: {exc}[/red]")
+    err.print(f"[red]easel cluster {command}: {escape(str(exc))}[/red]")
     return typer.Exit(2)
 
 
@@ -156,6 +157,21 @@ def serve(
             "(only with --address)."
         ),
     ] = False,
+    deploy_timeout: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="Seconds to wait for every deployment to run before giving up with the "
+            "deployments that are not running and why.",
+        ),
+    ] = 120.0,
+    check_resources: Annotated[
+        bool,
+        typer.Option(
+            help="Refuse to deploy when the cluster has fewer CPUs or GPUs than the deployments "
+            "ask for (turn off where an autoscaler adds nodes on demand).",
+        ),
+    ] = True,
     log_level: LogLevelOption = "info",
 ) -> None:
     """Deploy the API and one model deployment per catalog model to Ray Serve."""
@@ -175,15 +191,15 @@ def serve(
         _warn_about_local_state(args)
     configure_logging(log_level)
     try:
-        _deploy(args, address, settings.host, settings.port)
+        args = _deploy(args, address, settings.host, settings.port, check_resources, deploy_timeout)
     except ImportError as exc:
         message = f"needs Ray Serve: pip install 'easel[cluster]' ({exc})"
         raise _fail("serve", ValueError(message)) from exc
-    except RuntimeError as exc:  # Ray could not start the application; its log says why
+    except (ValueError, RuntimeError) as exc:  # no room, or Ray could not start the application
         raise _fail("serve", exc) from exc
     err.print(
         f"Easel is on Ray Serve at http://{settings.host}:{settings.port}/v1 "
-        f"(models: {', '.join(args.models)})."
+        f"(models: {', '.join(m for m in args.models if m not in args.undeployed)})."
     )
     if not detach:
         _wait_for_interrupt()
@@ -203,17 +219,54 @@ def _warn_about_local_state(args: ClusterArgs) -> None:
         )
 
 
-def _deploy(args: ClusterArgs, address: str | None, host: str, port: int) -> None:
+def _deploy(
+    args: ClusterArgs,
+    address: str | None,
+    host: str,
+    port: int,
+    check_resources: bool,
+    timeout_s: float,
+) -> ClusterArgs:
+    """Deploy and wait for the application to run; the args deployed, undeployed models included.
+
+    Raises ResourceShortage (nothing deployed) or RolloutFailed (the application removed again).
+    """
     # Imported here so `easel serve` and `easel cluster config` work without Ray installed.
     import ray
     from ray import serve as ray_serve
 
     from easel.cluster.app import build_app
+    from easel.cluster.capacity import fit_to_cluster
+    from easel.cluster.rollout import RolloutFailed, wait_until_running
 
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
     ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
+    if check_resources:
+        args, left_out = fit_to_cluster(args)
+        for model, shortage in left_out.items():
+            err.print(
+                f"[yellow]{escape(model)} is not deployed: it keeps its built-in weights and "
+                f"the cluster has no room for it ({escape(shortage)}). Its requests get 503 "
+                "model_unavailable; to serve it, configure its weights and a deployment that "
+                "fits.[/yellow]"
+            )
     ray_serve.start(http_options={"host": host, "port": port})
-    ray_serve.run(build_app(args.model_dump(mode="json")), name=APP_NAME, route_prefix="/")
+    target = ray_serve.RunTarget(
+        build_app(args.model_dump(mode="json")), name=APP_NAME, route_prefix="/"
+    )
+    ray_serve.run_many(
+        [target], wait_for_ingress_deployment_creation=False, wait_for_applications_running=False
+    )
+    err.print(f"Deploying to Ray Serve; waiting up to {timeout_s:g} s for it to run.")
+    try:
+        wait_until_running(
+            APP_NAME, timeout_s, on_message=lambda line: err.print(line, markup=False)
+        )
+    except RolloutFailed:
+        # On a cluster that outlives this command, replicas would otherwise wait on for ever.
+        ray_serve.delete(APP_NAME)
+        raise
+    return args
 
 
 def _wait_for_interrupt() -> None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from easel.catalog import Catalog, ModelSpec
 from easel.catalog.catalog import CatalogConfigError
+from easel.catalog.defaults import DEFAULT_MODELS
 from easel.settings import Settings
 
 
@@ -57,6 +58,8 @@ class ClusterArgs(BaseModel):
     models: dict[str, dict[str, Any]]
     server: ServerOptions = Field(default_factory=ServerOptions)
     ingress: IngressOptions = Field(default_factory=IngressOptions)
+    # Catalog models deployed without replicas, each with why: the ingress answers 503 for them.
+    undeployed: dict[str, str] = Field(default_factory=dict)
 
     @classmethod
     def build(
@@ -77,6 +80,12 @@ class ClusterArgs(BaseModel):
         args.catalog()
         server.settings()
         return args
+
+    def uses_builtin_weights(self, model: str) -> bool:
+        """Whether `model` is a built-in entry still pointing at its default hub weights: the
+        operator did not choose them, and an offline cluster cannot fetch them."""
+        builtin = DEFAULT_MODELS.get(model)
+        return builtin is not None and self.models[model]["source"] == builtin["source"]
 
     def catalog(self) -> Catalog:
         specs = []

@@ -28,7 +28,7 @@ from easel.errors import EaselError, RateLimitError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
 
-# A request whose replica died is sent once more (Ray routes it to a live replica), then answered 503.
+# A request whose replica died is sent once more (Ray routes it to a live replica), then gets 503.
 ATTEMPTS = 2
 STATE_POLL_SECONDS = 2.0
 STATE_TIMEOUT = 5.0
@@ -41,9 +41,16 @@ class DeploymentEngine:
     # The ingress holds no pipeline: accelerator metrics come from the replicas' own processes.
     device = torch.device("cpu")
 
-    def __init__(self, handles: Mapping[str, DeploymentHandle]) -> None:
+    def __init__(
+        self, handles: Mapping[str, DeploymentHandle], undeployed: Mapping[str, str]
+    ) -> None:
+        """`handles`: the deployed models; `undeployed`: models without replicas, with why."""
         self._handles = dict(handles)
+        self._undeployed = dict(undeployed)
         self._states = {name: ReplicaState(ModelState.LOADING, None) for name in self._handles}
+        self._states.update(
+            {name: ReplicaState(ModelState.FAILED, None) for name in self._undeployed}
+        )
         self._poller: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -79,6 +86,13 @@ class DeploymentEngine:
         seed: int | None = None,
         timing: GenerationTiming | None = None,
     ) -> list[GeneratedImage]:
+        if plan.model in self._undeployed:
+            raise ServiceUnavailableError(
+                f"The model `{plan.model}` is not available: {self._undeployed[plan.model]}",
+                code="model_unavailable",
+                # Only a new deployment changes this: an SDK retrying would only wait.
+                headers={"x-should-retry": "false"},
+            )
         handle = self._handles[plan.model]
         lost: Exception | None = None
         for attempt in range(1, ATTEMPTS + 1):
@@ -107,8 +121,8 @@ class DeploymentEngine:
                 timing.generating_seconds = output.timing.generating_seconds
             return output.images
         raise ServiceUnavailableError(
-            f"The replica generating with `{plan.model}` stopped before it finished; the cluster is "
-            "restarting it. Please retry the request.",
+            f"The replica generating with `{plan.model}` stopped before it finished; the cluster "
+            "is restarting it. Please retry the request.",
             code="replica_unavailable",
             headers={"Retry-After": "1"},
         ) from lost

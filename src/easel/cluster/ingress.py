@@ -26,7 +26,7 @@ class EaselIngress:
         return create_app(
             self._args.server.settings(),
             self._args.catalog(),
-            engine=DeploymentEngine(self._models),
+            engine=DeploymentEngine(self._models, self._args.undeployed),
             # Ray Serve's proxy gives every request an x-request-id and sends it back.
             proxy_sets_request_id=True,
         )

@@ -10,6 +10,7 @@ from ray import serve
 
 from easel.catalog import Catalog, GenerationPlan, ModelSpec
 from easel.cluster.logs import send_easel_logs_to_serve
+from easel.cluster.resources import DeploymentDemand
 from easel.engine.generate import GeneratedImage
 from easel.engine.scheduler import SchedulerConfig
 from easel.engine.timing import GenerationTiming
@@ -65,18 +66,29 @@ def deployment_name(model: str) -> str:
     return "model:" + model.replace("#", "_")
 
 
-def model_deployment(spec: ModelSpec, cluster_has_gpus: bool) -> serve.Deployment:
-    """`ModelReplica` sized and scaled as the catalog entry's `deployment` block says."""
+def model_demand(spec: ModelSpec, cluster_has_gpus: bool) -> DeploymentDemand:
+    """What the catalog entry's `deployment` block asks of the cluster at start."""
     plan = spec.deployment
     gpus = plan.gpus_per_replica
     if gpus is None:
         gpus = 1.0 if cluster_has_gpus else 0.0
-    return serve.deployment(
+    return DeploymentDemand(
         name=deployment_name(spec.name),
-        ray_actor_options={"num_cpus": plan.cpus_per_replica, "num_gpus": gpus},
+        # Autoscaling starts with at least one replica, so the first request need not wait.
+        replicas=max(plan.min_replicas, 1),
+        per_replica={"CPU": plan.cpus_per_replica, "GPU": gpus},
+    )
+
+
+def model_deployment(spec: ModelSpec, demand: DeploymentDemand) -> serve.Deployment:
+    """`ModelReplica` sized as `demand`, scaled as the catalog entry's `deployment` block says."""
+    plan = spec.deployment
+    return serve.deployment(
+        name=demand.name,
+        ray_actor_options=demand.actor_options(),
         autoscaling_config={
             "min_replicas": plan.min_replicas,
-            "initial_replicas": max(plan.min_replicas, 1),
+            "initial_replicas": demand.replicas,
             "max_replicas": plan.max_replicas,
             "target_ongoing_requests": plan.target_ongoing_requests,
         },
