@@ -104,7 +104,7 @@ def test_demands_follow_the_catalog_and_only_untouched_builtins_are_optional(
 def test_an_undeployed_model_gets_no_deployment(tmp_path: Path) -> None:
     args = _args(tmp_path).model_copy(update={"undeployed": {"dall-e-3": NO_ROOM}})
     app = build_app(args.model_dump(mode="json"))
-    models = app._bound_deployment.init_args[1]
+    models = app._bound_deployment.init_args[-1]  # (args, models)
     assert set(models) == {"dall-e-2"}
     assert model_demands(args, has_gpus=False).keys() == {"dall-e-2"}
 
