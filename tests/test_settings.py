@@ -1,8 +1,10 @@
-"""Settings: bad values refused at start naming their variable or flag, and the CLI's help made
-from the same fields."""
+"""Settings: bad values refused at start naming their variable or flag, the CLI's help made from
+the same fields, and a CLI that starts without PyTorch."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,17 @@ def test_serve_help_comes_from_the_settings() -> None:
     queue = Settings.model_fields["queue_images"]
     assert f"{queue.description} (env EASEL_QUEUE_IMAGES, default 64)" in help_text
     assert "(env EASEL_DEADLINE_SECONDS, default 600)" in help_text
+
+
+def test_the_cli_starts_without_pytorch_or_diffusers() -> None:
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, easel.cli; print('torch' in sys.modules, 'diffusers' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert loaded.split() == ["False", "False"]
