@@ -1,5 +1,5 @@
-"""Settings: bad values refused at start naming their variable or flag, the CLI's help made from
-the same fields, and a CLI that starts without PyTorch."""
+"""Settings: bad values refused at start naming their variable or flag, the CLI's help and README's
+table made from the same fields, and a CLI that starts without PyTorch."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from easel.cli import app
+from easel.devtools.settings_table import with_current_table
 from easel.settings import Settings, SettingsError, load_settings
 from tests.cli import run_easel
+
+README = Path(__file__).parent.parent / "README.md"
 
 
 @pytest.mark.parametrize(
@@ -100,6 +103,14 @@ def test_serve_help_comes_from_the_settings() -> None:
     queue = Settings.model_fields["queue_images"]
     assert f"{queue.description} (env EASEL_QUEUE_IMAGES, default 64)" in help_text
     assert "(env EASEL_DEADLINE_SECONDS, default 600)" in help_text
+
+
+def test_readme_configuration_table_is_current() -> None:
+    readme = README.read_text(encoding="utf-8")
+    assert with_current_table(readme) == readme, (
+        "README's configuration table differs from Settings: run "
+        "`python -m easel.devtools.settings_table --write README.md`"
+    )
 
 
 def test_the_cli_starts_without_pytorch_or_diffusers() -> None:
