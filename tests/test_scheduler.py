@@ -7,16 +7,18 @@ import asyncio
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from easel.api.app import scheduler_config
 from easel.catalog import Catalog, GenerationPlan
 from easel.engine.faults import OOM_ENV
 from easel.engine.generate import GeneratedImage
 from easel.engine.jobs import Job, Part, split_parts
-from easel.engine.scheduler import SchedulerConfig
 from easel.engine.worker import Engine
 from easel.errors import DeadlineExceededError, RateLimitError, ServerError
+from easel.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +36,9 @@ def catalog(tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
     return Catalog.build(config, [f"dall-e-2={tiny_sd}", f"dall-e-3={tiny_sd}"])
 
 
-def make_engine(catalog: Catalog, **limits: float) -> Engine:
-    return Engine(catalog, config=SchedulerConfig(**limits))  # type: ignore[arg-type]
+def make_engine(catalog: Catalog, **settings: Any) -> Engine:
+    """An engine with the server's default limits, but for these settings."""
+    return Engine(catalog, config=scheduler_config(Settings(**settings)))
 
 
 def plan(catalog: Catalog, model: str = "dall-e-2", **fields: object) -> GenerationPlan:

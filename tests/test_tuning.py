@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from easel.api.app import scheduler_config
 from easel.catalog import Catalog
 from easel.engine.generate import to_uint8
 from easel.engine.loader import load_pipeline
 from easel.engine.tuning import tune_for_serving
 from easel.engine.worker import Engine
+from easel.settings import Settings
 
 
 def images(pipe: torch.nn.Module, seed: int) -> np.ndarray:
@@ -46,7 +48,9 @@ def test_channels_last_makes_the_same_images(layout: str, request: pytest.Fixtur
 
 
 def test_engine_serves_the_tuned_pipeline(tiny_sd: Path) -> None:
-    engine = Engine(Catalog.build(None, [f"dall-e-2={tiny_sd}"]))
+    engine = Engine(
+        Catalog.build(None, [f"dall-e-2={tiny_sd}"]), config=scheduler_config(Settings())
+    )
     try:
         pipe = engine.pipeline("dall-e-2")
     finally:

@@ -1,90 +1,145 @@
-"""Server settings: one documented list, read from flags and EASEL_* environment variables."""
+"""Server settings: one documented list, read from EASEL_* environment variables and flags.
+
+Each setting is one `Field` with its default, bounds and description; the CLI's help and the
+README's configuration table are made from these fields.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Any, Literal, Self, get_args, get_origin
+from urllib.parse import urlsplit
 
 import platformdirs
+from annotated_types import Ge, Le
+from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
+ENV_PREFIX = "EASEL_"
 MIN_SECRET_LENGTH = 32
 # An admin key is a password for every key and quota: long and not a repeated pattern.
 MIN_ADMIN_KEY_DISTINCT_CHARACTERS = 12
-LOG_FORMATS = ("json", "text")
 
 
 def default_data_dir() -> Path:
-    """EASEL_DATA_DIR, else the per-user data directory (e.g. ~/.local/share/easel)."""
-    configured = os.environ.get("EASEL_DATA_DIR")
-    if configured:
-        return Path(configured).expanduser()
+    """The per-user data directory, e.g. ~/.local/share/easel."""
     return Path(platformdirs.user_data_dir("easel", appauthor=False))
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an absolute http:// or https:// URL, e.g. https://easel.example")
+    return value
 
 
-def _env_flag(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name, "").strip().lower()
-    if not value:
-        return default
-    return value in ("1", "true", "yes", "on")
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
-@dataclass
-class Settings:
+class Settings(BaseSettings):
     """Everything a server instance is configured with. Built once in the CLI, never at import."""
 
-    data_dir: Path = field(default_factory=default_data_dir)
-    host: str = field(default_factory=lambda: os.environ.get("EASEL_HOST", "127.0.0.1"))
-    port: int = field(default_factory=lambda: _env_int("EASEL_PORT", 8000))
-    public_base_url: str | None = field(
-        default_factory=lambda: os.environ.get("EASEL_PUBLIC_BASE_URL") or None
+    # Empty variables count as unset, as a shell's `EASEL_X= easel serve` means.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, validate_default=True
     )
-    url_ttl_seconds: int = field(default_factory=lambda: _env_int("EASEL_URL_TTL_SECONDS", 3600))
-    sweep_interval_seconds: int = field(
-        default_factory=lambda: _env_int("EASEL_SWEEP_INTERVAL_SECONDS", 60)
+
+    data_dir: Annotated[Path, AfterValidator(Path.expanduser)] = Field(
+        default_factory=default_data_dir,
+        description="Where images, keys and the database live. Unset: the per-user data "
+        "directory (~/.local/share/easel on Linux).",
     )
-    max_body_bytes: int = field(
-        default_factory=lambda: _env_int("EASEL_MAX_BODY_BYTES", 1024 * 1024)
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port to listen on.")
+    public_base_url: Annotated[str, AfterValidator(_http_url)] | None = Field(
+        default=None,
+        description="Absolute URL clients reach the server by, for image URLs. Unset: taken "
+        "from each request and its X-Forwarded-* headers.",
     )
-    database_url: str | None = field(
-        default_factory=lambda: os.environ.get("EASEL_DATABASE_URL") or None
+    url_ttl_seconds: int = Field(
+        default=3600, ge=1, description="Seconds an image URL stays valid."
     )
-    url_secret: str | None = field(default_factory=lambda: os.environ.get("EASEL_URL_SECRET"))
-    admin_key: str | None = field(default_factory=lambda: os.environ.get("EASEL_ADMIN_KEY") or None)
-    log_format: str = field(default_factory=lambda: os.environ.get("EASEL_LOG_FORMAT", "json"))
-    log_prompts: bool = field(default_factory=lambda: _env_flag("EASEL_LOG_PROMPTS"))
+    sweep_interval_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="Seconds between sweeps that delete expired images and free the quota "
+        "reservations of processes that died.",
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest request body accepted, in bytes."
+    )
+    database_url: str | None = Field(
+        default=None,
+        repr=False,  # it may hold a password
+        description="SQLAlchemy URL of the database, e.g. postgresql://user:pass@host/easel. "
+        "Unset: SQLite at DATA_DIR/easel.db.",
+    )
+    url_secret: str | None = Field(
+        default=None,
+        repr=False,
+        min_length=MIN_SECRET_LENGTH,
+        description=f"Secret that signs image URLs, at least {MIN_SECRET_LENGTH} characters; "
+        "the same on every server that shares the images. Unset: a random secret kept in "
+        "DATA_DIR/url-signing.key.",
+    )
+    admin_key: str | None = Field(
+        default=None,
+        repr=False,
+        description=f"Bearer key of the admin API: at least {MIN_SECRET_LENGTH} characters, "
+        f"{MIN_ADMIN_KEY_DISTINCT_CHARACTERS} of them distinct, not the URL secret. Unset: "
+        "the admin API is off.",
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="json: one JSON object per line; text: one readable line per record.",
+    )
+    log_prompts: bool = Field(
+        default=False,
+        description="Put prompts in the log. Off: the log carries each prompt's length.",
+    )
     # A reservation outlives its request only when the process died; then it frees after this long.
-    reservation_ttl_seconds: int = field(
-        default_factory=lambda: _env_int("EASEL_RESERVATION_TTL_SECONDS", 900)
+    reservation_ttl_seconds: int = Field(
+        default=900,
+        ge=10,
+        description="Seconds after which the quota reservation of a process that died "
+        "mid-request is freed.",
     )
-    # None: <data-dir>/images. `s3://bucket/prefix`: an S3-compatible bucket. Else a directory.
-    storage: str | None = field(default_factory=lambda: os.environ.get("EASEL_STORAGE") or None)
-    # Per model: images waiting before new requests get 429, and the pipeline-call budget.
-    queue_images: int = field(default_factory=lambda: _env_int("EASEL_QUEUE_IMAGES", 64))
-    batch_images: int = field(default_factory=lambda: _env_int("EASEL_BATCH_IMAGES", 8))
-    batch_pixels: int = field(
-        default_factory=lambda: _env_int("EASEL_BATCH_PIXELS", 8 * 1024 * 1024)
+    storage: str | None = Field(
+        default=None,
+        description="Where images are kept: s3://BUCKET/PREFIX (an S3-compatible store, endpoint "
+        "and credentials from the usual AWS_* settings) or a directory. Unset: DATA_DIR/images.",
     )
-    batch_wait_ms: float = field(default_factory=lambda: _env_float("EASEL_BATCH_WAIT_MS", 5.0))
-    # Within the budgets, limit batches to the size measured fastest (engine/batch_sizing.py).
-    adaptive_batch_size: bool = field(
-        default_factory=lambda: _env_flag("EASEL_ADAPTIVE_BATCH_SIZE", default=True)
+    queue_images: int = Field(
+        default=64, ge=1, description="Images that may wait per model; requests beyond get 429."
     )
-    # 0 means no deadline.
-    deadline_seconds: float = field(
-        default_factory=lambda: _env_float("EASEL_DEADLINE_SECONDS", 600.0)
+    batch_images: int = Field(default=8, ge=1, description="Most images in one pipeline call.")
+    batch_pixels: int = Field(
+        default=8 * 1024 * 1024, ge=1, description="Most generated pixels in one pipeline call."
     )
+    batch_wait_ms: float = Field(
+        default=5.0,
+        ge=0,
+        description="Longest wait, in milliseconds, for compatible requests to share a pipeline "
+        "call when the model is idle.",
+    )
+    adaptive_batch_size: bool = Field(
+        default=True,
+        description="Limit batches to the size measured fastest within the budgets. Off: "
+        "always fill them.",
+    )
+    deadline_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="Seconds a request may take before it is cancelled with 504; 0: no deadline.",
+    )
+
+    @model_validator(mode="after")
+    def _admin_key_is_safe(self) -> Self:
+        if self.admin_key is not None:
+            validate_admin_key(self.admin_key, self.url_secret)
+        return self
 
     @property
     def images_dir(self) -> Path:
@@ -93,30 +148,6 @@ class Settings:
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'easel.db'}"
-
-    def validate(self) -> None:
-        """Refuse settings that would be unsafe or cannot work."""
-        if self.url_secret is not None and len(self.url_secret) < MIN_SECRET_LENGTH:
-            raise ValueError(
-                f"EASEL_URL_SECRET must be at least {MIN_SECRET_LENGTH} characters: "
-                "it signs every image URL"
-            )
-        if self.url_ttl_seconds < 1:
-            raise ValueError("the URL lifetime must be at least one second")
-        if self.max_body_bytes < 1024:
-            raise ValueError("the request body limit must be at least 1024 bytes")
-        if self.queue_images < 1 or self.batch_images < 1 or self.batch_pixels < 1:
-            raise ValueError("the queue size and the batch budgets must be at least 1")
-        if self.batch_wait_ms < 0 or self.deadline_seconds < 0:
-            raise ValueError("the batch wait and the deadline cannot be negative")
-        if self.public_base_url and not self.public_base_url.startswith(("http://", "https://")):
-            raise ValueError("the public base URL must start with http:// or https://")
-        if self.admin_key is not None:
-            validate_admin_key(self.admin_key, self.url_secret)
-        if self.log_format not in LOG_FORMATS:
-            raise ValueError(f"the log format must be one of {', '.join(LOG_FORMATS)}")
-        if self.reservation_ttl_seconds < 10:
-            raise ValueError("EASEL_RESERVATION_TTL_SECONDS must be at least 10")
 
     def signing_secret(self) -> bytes:
         """EASEL_URL_SECRET, else a random secret kept in the data directory across restarts."""
@@ -146,3 +177,70 @@ def validate_admin_key(admin_key: str, url_secret: str | None = None) -> None:
         raise ValueError("EASEL_ADMIN_KEY is too repetitive to be a secret: use a random one")
     if admin_key == url_secret:
         raise ValueError("EASEL_ADMIN_KEY must differ from EASEL_URL_SECRET")
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used, in one line naming each bad value and where it came from."""
+
+
+def env_var(name: str) -> str:
+    """The environment variable of the setting `name`."""
+    return ENV_PREFIX + name.upper()
+
+
+def load_settings(
+    given: Mapping[str, Any] | None = None, sources: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from the EASEL_* environment with `given` values (None: not given) on top.
+
+    Raises SettingsError naming each bad value's source: `sources[name]` (e.g. its flag) for a
+    given value, else its environment variable.
+    """
+    values = {name: value for name, value in (given or {}).items() if value is not None}
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        names = {name: (sources or {}).get(name, name) for name in values}
+        raise SettingsError("; ".join(_problems(exc, names))) from None
+
+
+def _problems(exc: ValidationError, given_as: Mapping[str, str]) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        if not error["loc"]:  # a rule across settings: its message names them
+            problems.append(_message(error))
+            continue
+        name = str(error["loc"][0])
+        field = Settings.model_fields[name]
+        source = given_as.get(name, env_var(name))
+        shown = f"{source}={error['input']!r}" if field.repr else source
+        accepted = _accepted_values(field)
+        problems.append(f"{shown}: {f'expected {accepted}' if accepted else _message(error)}")
+    return problems
+
+
+def _message(error: ErrorDetails) -> str:
+    # A validator's own ValueError is the clearest wording; pydantic prefixes it with "Value error".
+    cause = error.get("ctx", {}).get("error")
+    return str(cause) if cause is not None else error["msg"]
+
+
+def _accepted_values(field: FieldInfo) -> str | None:
+    """What a setting of a plain type accepts, in words (`an integer from 1 to 65535`); None for
+    text, whose rules say in their own messages what they want."""
+    annotation = field.annotation
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(str(choice) for choice in get_args(annotation))
+    if annotation is bool:
+        return "true or false (also 1/0, yes/no, on/off)"
+    if annotation is int:
+        kind = "an integer"
+    elif annotation is float:
+        kind = "a number"
+    else:
+        return None
+    low = next((bound.ge for bound in field.metadata if isinstance(bound, Ge)), None)
+    high = next((bound.le for bound in field.metadata if isinstance(bound, Le)), None)
+    if low is not None and high is not None:
+        return f"{kind} from {low} to {high}"
+    return f"{kind} of at least {low}" if low is not None else kind

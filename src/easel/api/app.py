@@ -32,21 +32,30 @@ from easel.usage.writer import UsageWriter
 log = logging.getLogger(__name__)
 
 
+def scheduler_config(settings: Settings) -> SchedulerConfig:
+    """Each model's queue and batch limits, from the server's settings."""
+    return SchedulerConfig(
+        queue_images=settings.queue_images,
+        batch_images=settings.batch_images,
+        batch_pixels=settings.batch_pixels,
+        batch_wait_seconds=settings.batch_wait_ms / 1000,
+        adaptive_batch_size=settings.adaptive_batch_size,
+        deadline_seconds=settings.deadline_seconds or None,
+    )
+
+
 def build_services(
     settings: Settings, catalog: Catalog, engine: ImageEngine | None = None
 ) -> AppServices:
     """The app's parts. `engine` defaults to an in-process engine; the Ray Serve ingress passes a
     proxy to its model deployments instead: the only difference between the two ways to run."""
-    settings.validate()
     images = open_image_store(settings)
     database = Database(settings.resolved_database_url)
     usage = UsageStore(database)
     return AppServices(
         settings=settings,
         catalog=catalog,
-        engine=engine
-        if engine is not None
-        else Engine(catalog, config=SchedulerConfig.from_settings(settings)),
+        engine=engine if engine is not None else Engine(catalog, config=scheduler_config(settings)),
         database=database,
         keys=KeyStore(database),
         images=images,

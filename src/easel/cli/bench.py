@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from easel.bench.runner import run_all
-
 err = Console(stderr=True)
 
 
@@ -52,6 +50,9 @@ def bench(
     if not levels or min(levels) < 1 or requests_per_client < 1 or raw_requests < 1:
         err.print("[red]concurrency levels and request counts must be at least 1[/red]")
         raise typer.Exit(2)
+    # Imported here: the benchmark loads PyTorch, which no other command needs at start.
+    from easel.bench.runner import run_all
+
     results, json_path, chart_path = run_all(
         out, levels, requests_per_client, min_requests, raw_requests, gpu, _say
     )

@@ -24,9 +24,9 @@ from easel.cli.options import (
     PublicBaseUrlOption,
     StorageOption,
     UrlTtlOption,
-    settings_with,
 )
 from easel.cli.serve import configure_logging
+from easel.cli.setting_options import setting_option, settings_from_flags
 from easel.cluster.args import ClusterArgs, IngressOptions, ServerOptions
 from easel.cluster.config_file import APP_NAME, render, serve_config
 from easel.storage.images import open_image_store
@@ -40,10 +40,8 @@ cluster_app = typer.Typer(
 # Settings the replicas read from their environment; `cluster serve` passes the caller's along.
 FORWARDED_ENV_PREFIXES = ("EASEL_", "AWS_")
 
-HostOption = Annotated[
-    str | None, typer.Option(help="Address Ray Serve's HTTP proxies listen on (env EASEL_HOST).")
-]
-PortOption = Annotated[int | None, typer.Option(help="Ray Serve's HTTP port (env EASEL_PORT).")]
+HostOption = Annotated[str | None, setting_option("host")]
+PortOption = Annotated[str | None, setting_option("port")]
 GpusOption = Annotated[
     float | None,
     typer.Option(
@@ -75,7 +73,7 @@ def _application_args(
     model: ModelOption = None,
     storage: StorageOption = None,
     public_base_url: PublicBaseUrlOption = None,
-    url_ttl: UrlTtlOption = None,
+    url_ttl_seconds: UrlTtlOption = None,
     gpus_per_replica: GpusOption = None,
     cpus_per_replica: CpusOption = None,
     min_replicas: MinReplicasOption = None,
@@ -87,11 +85,16 @@ def _application_args(
     ingress_cpus: IngressCpusOption = 0.5,
 ) -> ClusterArgs:
     """The application's args from the options `cluster serve` and `cluster config` share."""
+    given = {
+        "data_dir": data_dir,
+        "storage": storage,
+        "public_base_url": public_base_url,
+        "url_ttl_seconds": url_ttl_seconds,
+    }
+    # Parsed and checked here, so that a bad flag or EASEL_* value is named before any deployment.
+    settings = settings_from_flags("cluster", **given)
     server = ServerOptions(
-        data_dir=str(data_dir) if data_dir else None,
-        storage=storage,
-        public_base_url=public_base_url,
-        url_ttl_seconds=url_ttl,
+        **{name: getattr(settings, name) for name, value in given.items() if value is not None}
     )
     deployment = {
         "gpus_per_replica": gpus_per_replica,
@@ -175,7 +178,7 @@ def serve(
     log_level: LogLevelOption = "info",
 ) -> None:
     """Deploy the API and one model deployment per catalog model to Ray Serve."""
-    settings = settings_with(host=host, port=port)
+    settings = settings_from_flags("cluster serve", host=host, port=port)
     if (args.server.storage or "").startswith("s3://"):
         try:  # fail here with the reason, not later inside every ingress replica
             open_image_store(args.server.settings()).close()
@@ -212,7 +215,7 @@ def _warn_about_local_state(args: ClusterArgs) -> None:
             "[yellow]Images go to a local directory: on several nodes use --storage "
             "s3://BUCKET/PREFIX so that every ingress replica can serve them.[/yellow]"
         )
-    if not os.environ.get("EASEL_DATABASE_URL", "").startswith("postgresql"):
+    if not args.server.settings().resolved_database_url.startswith("postgresql"):
         err.print(
             "[yellow]Keys live in SQLite on local disk: on several nodes set "
             "EASEL_DATABASE_URL to a PostgreSQL database.[/yellow]"
@@ -291,7 +294,7 @@ def config(
     port: PortOption = None,
 ) -> None:
     """Write the Ray Serve config file (`serve deploy`, KubeRay) equivalent to `cluster serve`."""
-    settings = settings_with(host=host, port=port)
+    settings = settings_from_flags("cluster config", host=host, port=port)
     text = render(serve_config(args, settings.host, settings.port))
     if output is None:
         typer.echo(text, nl=False)

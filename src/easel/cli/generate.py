@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from diffusers import DiffusionPipeline
-from diffusers.utils import logging as diffusers_logging
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -21,15 +20,18 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from easel.api.images.protocol import CreateImageRequest
 from easel.catalog import Catalog, GenerationPlan, ModelSpec
 from easel.cli.models import build_catalog
 from easel.cli.options import ConfigOption, ModelSourceOption
-from easel.encoding import encode_png, png_text
-from easel.engine.generate import GeneratedImage
-from easel.engine.scheduler import SchedulerConfig
-from easel.engine.worker import Engine
+from easel.cli.setting_options import settings_from_flags
 from easel.errors import EaselError
+
+# PyTorch and diffusers load only when this command runs: the CLI's other commands start without.
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
+
+    from easel.engine.generate import GeneratedImage
+    from easel.engine.worker import Engine
 
 err = Console(stderr=True)
 
@@ -37,9 +39,7 @@ err = Console(stderr=True)
 def generate(
     prompt: Annotated[str, typer.Argument(help="What to draw.")],
     model: Annotated[str | None, typer.Option(help="Catalog model (default dall-e-2).")] = None,
-    size: Annotated[
-        str | None, typer.Option(help="WIDTHxHEIGHT, one the model accepts.")
-    ] = None,
+    size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, one the model accepts.")] = None,
     n: Annotated[int | None, typer.Option("--n", "-n", help="How many images.")] = None,
     quality: Annotated[
         str | None, typer.Option(help="standard, hd, ... as the model accepts.")
@@ -58,6 +58,13 @@ def generate(
     model_source: ModelSourceOption = None,
 ) -> None:
     """Generate images locally and write them as PNG files; prints the paths it wrote."""
+    from easel.api.app import scheduler_config
+    from easel.api.images.protocol import CreateImageRequest
+    from easel.engine.worker import Engine
+
+    # The server's engine, scheduler included, with the EASEL_* batch settings; no deadline: the
+    # user is watching the progress bar.
+    scheduler = replace(scheduler_config(settings_from_flags("generate")), deadline_seconds=None)
     catalog = build_catalog(config, model_source)
     body: dict[str, Any] = {
         "prompt": prompt,
@@ -80,10 +87,7 @@ def generate(
     engine_log = logging.getLogger("easel")
     engine_log.addHandler(logging.NullHandler())
     engine_log.propagate = False
-    # The server's engine, scheduler included; no deadline: the user is watching the progress bar.
-    engine = Engine(
-        Catalog([catalog.get(plan.model)]), config=SchedulerConfig(deadline_seconds=None)
-    )
+    engine = Engine(Catalog([catalog.get(plan.model)]), config=scheduler)
     try:
         pipe = _load(engine, catalog.get(plan.model))
         images = _run(engine, pipe, plan, job.seed)
@@ -100,6 +104,8 @@ def generate(
 
 
 def _load(engine: Engine, spec: ModelSpec) -> DiffusionPipeline:
+    from diffusers.utils import logging as diffusers_logging
+
     # Our progress bar is the one over denoising steps; diffusers' loading bars would interleave.
     diffusers_logging.disable_progress_bar()
     with err.status(f"Loading {spec.name} from {spec.source} on {engine.device.type} ..."):
@@ -135,6 +141,8 @@ def _run(
 
 def write_pngs(images: list[GeneratedImage], plan: GenerationPlan, out: Path) -> list[Path]:
     """Write each image as `<model>-<seed>.png` in `out`, never over an existing file."""
+    from easel.encoding import encode_png, png_text
+
     paths = []
     for image in images:
         png = encode_png(image.pixels, png_text(plan, image))
@@ -153,8 +161,8 @@ def write_pngs(images: list[GeneratedImage], plan: GenerationPlan, out: Path) ->
 
 
 class _StepProgress:
-    """Stands in for `DiffusionPipeline.progress_bar`, the hook through which every diffusers pipeline
-    reports its denoising loop (as a tqdm bar), and moves a rich progress task instead."""
+    """Stands in for `DiffusionPipeline.progress_bar`, the hook through which every diffusers
+    pipeline reports its denoising loop (as a tqdm bar), and moves a rich progress task instead."""
 
     def __init__(self, progress: Progress, task: TaskID) -> None:
         self._progress = progress

@@ -12,7 +12,6 @@ from rich.table import Table
 from easel.catalog.catalog import Catalog, CatalogConfigError
 from easel.cli.options import ConfigOption, ModelSourceOption
 from easel.errors import NotFoundError
-from easel.weights import WeightsError, is_hub_id, local_weights, pull, removal
 
 models_app = typer.Typer(help="List, download and remove model weights.", no_args_is_help=True)
 err = Console(stderr=True)
@@ -33,7 +32,11 @@ def build_catalog(config: ConfigOption, model_source: ModelSourceOption) -> Cata
 
 @models_app.command("list")
 def list_models(config: ConfigOption = None, model_source: ModelSourceOption = None) -> None:
-    """Each catalog model: its source, whether its weights are here and their size, licence, sizes."""
+    """Each catalog model: its source, whether its weights are here and their size, licence and
+    sizes."""
+    # easel.weights loads diffusers: imported by the commands that use it, not at the CLI's start.
+    from easel.weights import local_weights
+
     table = Table("model", "source", "weights here", "on disk", "licence", "sizes")
     for spec in build_catalog(config, model_source):
         weights = local_weights(spec.source)
@@ -50,7 +53,10 @@ def list_models(config: ConfigOption = None, model_source: ModelSourceOption = N
 def pull_model(
     name: NameArgument, config: ConfigOption = None, model_source: ModelSourceOption = None
 ) -> None:
-    """Download a model's pipeline from the Hugging Face hub (only the files it needs; resumable)."""
+    """Download a model's pipeline from the Hugging Face hub (only the files it needs;
+    resumable)."""
+    from easel.weights import WeightsError, is_hub_id, pull
+
     source = _source(name, config, model_source)
     if not is_hub_id(source):
         err.print(f"{name} is served from the local directory {source}: nothing to download.")
@@ -72,6 +78,8 @@ def remove_model(
     model_source: ModelSourceOption = None,
 ) -> None:
     """Delete a model's downloaded weights from the Hugging Face cache, asking first."""
+    from easel.weights import is_hub_id, removal
+
     source = _source(name, config, model_source)
     if not is_hub_id(source):
         err.print(
@@ -94,6 +102,8 @@ def remove_model(
 
 
 def _source(name: str, config: ConfigOption, model_source: ModelSourceOption) -> str:
+    from easel.weights import is_hub_id
+
     catalog = build_catalog(config, model_source)
     try:
         return catalog.get(name).source

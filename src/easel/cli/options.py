@@ -3,40 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from easel.cli.setting_options import setting_option, settings_from_flags
 from easel.db.database import Database
 from easel.settings import Settings
 
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="Where images, keys and the database live (env EASEL_DATA_DIR; default: the per-user "
-        "data directory).",
-        show_default=False,
-    ),
-]
-
-DatabaseUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        help="SQLAlchemy URL of the database, e.g. postgresql://user:pass@host/easel (env "
-        "EASEL_DATABASE_URL; default: SQLite in the data directory).",
-        show_default=False,
-    ),
-]
+# Setting flags take text: Settings parses it (see cli/setting_options.py).
+DataDirOption = Annotated[str | None, setting_option("data_dir")]
+DatabaseUrlOption = Annotated[str | None, setting_option("database_url")]
+StorageOption = Annotated[str | None, setting_option("storage")]
+PublicBaseUrlOption = Annotated[str | None, setting_option("public_base_url")]
+UrlTtlOption = Annotated[str | None, setting_option("url_ttl_seconds")]
 
 
-def cli_settings(data_dir: Path | None, database_url: str | None) -> Settings:
+def cli_settings(data_dir: str | None, database_url: str | None) -> Settings:
     """Settings from the environment, with the command's --data-dir and --database-url on top."""
-    return settings_with(data_dir=data_dir, database_url=database_url)
+    return settings_from_flags(None, data_dir=data_dir, database_url=database_url)
 
 
-def open_database(data_dir: Path | None, database_url: str | None) -> Database:
+def open_database(data_dir: str | None, database_url: str | None) -> Database:
     return Database(cli_settings(data_dir, database_url).resolved_database_url)
 
 
@@ -51,23 +39,6 @@ ModelOption = Annotated[
         "is in the catalog). Repeatable.",
     ),
 ]
-StorageOption = Annotated[
-    str | None,
-    typer.Option(
-        "--storage",
-        help="Where images are kept: s3://BUCKET/PREFIX (an S3-compatible store; endpoint and "
-        "credentials from the usual AWS settings such as AWS_ENDPOINT_URL) or a directory "
-        "(env EASEL_STORAGE; default: DATA_DIR/images).",
-    ),
-]
-PublicBaseUrlOption = Annotated[
-    str | None,
-    typer.Option(help="Absolute URL clients reach the server by (env EASEL_PUBLIC_BASE_URL)."),
-]
-UrlTtlOption = Annotated[
-    int | None,
-    typer.Option("--url-ttl", help="Seconds an image URL stays valid (env EASEL_URL_TTL_SECONDS)."),
-]
 ModelSourceOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -77,12 +48,3 @@ ModelSourceOption = Annotated[
     ),
 ]
 LogLevelOption = Annotated[str, typer.Option(help="debug, info, warning or error.")]
-
-
-def settings_with(**overrides: Any) -> Settings:
-    """Settings from the environment, then every flag that was given."""
-    settings = Settings()
-    for name, value in overrides.items():
-        if value is not None:
-            setattr(settings, name, value)
-    return settings

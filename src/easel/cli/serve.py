@@ -22,8 +22,8 @@ from easel.cli.options import (
     PublicBaseUrlOption,
     StorageOption,
     UrlTtlOption,
-    settings_with,
 )
+from easel.cli.setting_options import setting_option, settings_from_flags
 from easel.observability.logs import JsonFormatter
 from easel.settings import Settings
 
@@ -31,78 +31,34 @@ err = Console(stderr=True)
 
 
 def serve(
-    host: Annotated[
-        str | None, typer.Option(help="Address to listen on (env EASEL_HOST).")
-    ] = None,
-    port: Annotated[int | None, typer.Option(help="Port (env EASEL_PORT).")] = None,
+    host: Annotated[str | None, setting_option("host")] = None,
+    port: Annotated[str | None, setting_option("port")] = None,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
     model: ModelOption = None,
     storage: StorageOption = None,
     public_base_url: PublicBaseUrlOption = None,
-    url_ttl: UrlTtlOption = None,
+    url_ttl_seconds: UrlTtlOption = None,
     database_url: DatabaseUrlOption = None,
     log_level: LogLevelOption = "info",
-    log_format: Annotated[
-        str | None,
-        typer.Option(
-            help="json (one object per line, the default) or text (env EASEL_LOG_FORMAT)."
-        ),
-    ] = None,
-    log_prompts: Annotated[
-        bool | None,
-        typer.Option(
-            "--log-prompts/--no-log-prompts",
-            help="Put prompts in the log (env EASEL_LOG_PROMPTS; off by default).",
-            show_default=False,
-        ),
-    ] = None,
-    queue_images: Annotated[
-        int | None,
-        typer.Option(
-            help="Images that may wait per model; more get 429 (env EASEL_QUEUE_IMAGES, 64)."
-        ),
-    ] = None,
-    batch_images: Annotated[
-        int | None,
-        typer.Option(help="Most images in one pipeline call (env EASEL_BATCH_IMAGES, 8)."),
-    ] = None,
-    batch_pixels: Annotated[
-        int | None,
-        typer.Option(
-            help="Most generated pixels in one pipeline call (env EASEL_BATCH_PIXELS, 8388608)."
-        ),
-    ] = None,
-    batch_wait_ms: Annotated[
-        float | None,
-        typer.Option(
-            help="Longest wait for compatible requests when idle (env EASEL_BATCH_WAIT_MS, 5)."
-        ),
-    ] = None,
-    adaptive_batch_size: Annotated[
-        bool | None,
-        typer.Option(
-            "--adaptive-batch-size/--fixed-batch-size",
-            help="Limit batches to the size measured fastest within the budgets, or always fill "
-            "them (env EASEL_ADAPTIVE_BATCH_SIZE, on).",
-        ),
-    ] = None,
-    deadline: Annotated[
-        float | None,
-        typer.Option(
-            help="Seconds a request may take before it is cancelled with 504; 0: none "
-            "(env EASEL_DEADLINE_SECONDS, 600)."
-        ),
-    ] = None,
+    log_format: Annotated[str | None, setting_option("log_format")] = None,
+    log_prompts: Annotated[bool | None, setting_option("log_prompts")] = None,
+    queue_images: Annotated[str | None, setting_option("queue_images")] = None,
+    batch_images: Annotated[str | None, setting_option("batch_images")] = None,
+    batch_pixels: Annotated[str | None, setting_option("batch_pixels")] = None,
+    batch_wait_ms: Annotated[str | None, setting_option("batch_wait_ms")] = None,
+    adaptive_batch_size: Annotated[bool | None, setting_option("adaptive_batch_size")] = None,
+    deadline_seconds: Annotated[str | None, setting_option("deadline_seconds")] = None,
 ) -> None:
     """Serve the OpenAI-compatible API. The admin API is enabled by EASEL_ADMIN_KEY."""
-    settings = settings_with(
+    settings = settings_from_flags(
+        "serve",
         data_dir=data_dir,
         host=host,
         port=port,
         storage=storage,
         public_base_url=public_base_url,
-        url_ttl_seconds=url_ttl,
+        url_ttl_seconds=url_ttl_seconds,
         database_url=database_url,
         log_format=log_format,
         log_prompts=log_prompts,
@@ -111,7 +67,7 @@ def serve(
         batch_pixels=batch_pixels,
         batch_wait_ms=batch_wait_ms,
         adaptive_batch_size=adaptive_batch_size,
-        deadline_seconds=deadline,
+        deadline_seconds=deadline_seconds,
     )
     configure_logging(log_level, settings.log_format)
     # Imported here so `easel keys`, `usage` and `db` start without loading PyTorch.
@@ -128,7 +84,8 @@ def serve(
         raise typer.Exit(2) from exc
     if not app.state.services.keys.has_active_keys():
         err.print(
-            "[yellow]No API keys yet: every generation request will be refused. Make one with[/yellow]\n"
+            "[yellow]No API keys yet: every generation request will be refused. Make one "
+            "with[/yellow]\n"
             f"    easel keys create --data-dir {settings.data_dir}"
         )
     err.print(

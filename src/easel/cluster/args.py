@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from easel.catalog import Catalog, ModelSpec
 from easel.catalog.catalog import CatalogConfigError
 from easel.catalog.defaults import DEFAULT_MODELS
-from easel.settings import Settings
+from easel.settings import Settings, load_settings
 
 
 class ServerOptions(BaseModel):
@@ -24,7 +24,7 @@ class ServerOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    data_dir: str | None = None
+    data_dir: Path | None = None
     storage: str | None = None
     public_base_url: str | None = None
     url_ttl_seconds: int | None = None
@@ -32,12 +32,9 @@ class ServerOptions(BaseModel):
     max_body_bytes: int | None = None
 
     def settings(self) -> Settings:
-        """Settings from the environment, then these options; raises ValueError if unusable."""
-        settings = Settings()
-        for name, value in self.model_dump(exclude_none=True).items():
-            setattr(settings, name, Path(value) if name == "data_dir" else value)
-        settings.validate()
-        return settings
+        """Settings from the environment, then these options; raises SettingsError (a
+        ValueError) naming what is unusable."""
+        return load_settings(self.model_dump())
 
 
 class IngressOptions(BaseModel):

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 import ray
 from ray import serve
 
+from easel.api.app import scheduler_config
 from easel.catalog import Catalog, GenerationPlan, ModelSpec
 from easel.cluster.logs import send_easel_logs_to_serve
 from easel.cluster.resources import DeploymentDemand
 from easel.engine.generate import GeneratedImage
-from easel.engine.scheduler import SchedulerConfig
 from easel.engine.timing import GenerationTiming
 from easel.engine.worker import Engine, ModelState
-from easel.settings import Settings
+from easel.settings import load_settings
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class ModelReplica:
     def __init__(self, spec: ModelSpec) -> None:
         send_easel_logs_to_serve()
         # The replica's EASEL_* environment sizes its queue and batches, as for `easel serve`.
-        self._engine = Engine(Catalog([spec]), config=SchedulerConfig.from_settings(Settings()))
+        self._engine = Engine(Catalog([spec]), config=scheduler_config(load_settings()))
         self._engine.start()
         context = serve.get_replica_context()
         self.identity = (

@@ -31,7 +31,6 @@ from easel.engine.running_average import RunningAverage
 from easel.engine.timing import GenerationTiming
 from easel.errors import DeadlineExceededError, EaselError, RateLimitError, ServerError
 from easel.observability.metrics import observe_batch_size, set_batch_limit, set_queue_depth
-from easel.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +40,14 @@ _SMOOTHING = 0.2
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """Limits of one model's queue; the server's settings fill these in."""
+    """Limits of one model's queue, filled in from the server's settings (the defaults' home)."""
 
-    queue_images: int = 64  # images waiting (not yet running) before new requests get 429
-    batch_images: int = 8  # most images in one pipeline call
-    batch_pixels: int = 8 * 1024 * 1024  # most generated pixels in one pipeline call
-    batch_wait_seconds: float = 0.005  # longest wait for company when the model is idle
-    adaptive_batch_size: bool = True  # limit batches to the size measured fastest (batch_sizing.py)
-    deadline_seconds: float | None = 600.0  # a request still unfinished then is cancelled
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SchedulerConfig:
-        return cls(
-            queue_images=settings.queue_images,
-            batch_images=settings.batch_images,
-            batch_pixels=settings.batch_pixels,
-            batch_wait_seconds=settings.batch_wait_ms / 1000,
-            adaptive_batch_size=settings.adaptive_batch_size,
-            deadline_seconds=settings.deadline_seconds or None,
-        )
+    queue_images: int  # images waiting (not yet running) before new requests get 429
+    batch_images: int  # most images in one pipeline call
+    batch_pixels: int  # most generated pixels in one pipeline call
+    batch_wait_seconds: float  # longest wait for company when the model is idle
+    adaptive_batch_size: bool  # limit batches to the size measured fastest (batch_sizing.py)
+    deadline_seconds: float | None  # a request still unfinished then is cancelled; None: never
 
 
 class BatchFailed(RuntimeError):

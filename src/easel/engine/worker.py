@@ -140,12 +140,11 @@ class Engine:
     def __init__(
         self,
         catalog: Catalog,
+        config: SchedulerConfig,
         device: torch.device | None = None,
-        config: SchedulerConfig | None = None,
     ) -> None:
         self.device = device or best_device()
         dtype = dtype_for(self.device)
-        config = config or SchedulerConfig()
         self.workers = {
             spec.name: ModelWorker(spec, self.device, dtype, config) for spec in catalog
         }
