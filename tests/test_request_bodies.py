@@ -1,5 +1,5 @@
 """Bodies a fuzzer sends: strings that are not Unicode, deep nesting, other encodings. Each gets a
-400 in OpenAI's envelope."""
+400 in OpenAI's envelope, and the access log line says why."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import httpx
 import pytest
 
+from tests.logs import log_lines
 from tests.server import RunningServer
 
 ENVELOPE_KEYS = {"message", "type", "param", "code"}
@@ -70,3 +71,19 @@ def test_bodies_that_are_not_utf_8_are_refused(
     error = error_of(post_raw(server, api_key, body.encode(encoding)))
     assert "UTF-8" in (error["message"] or "")
 
+
+def test_the_access_line_of_a_refusal_says_why(server: RunningServer, api_key: str) -> None:
+    body = {"prompt": "a secret prompt", "model": "dall-e-2", "size": "999x999"}
+    response = post_raw(server, api_key, json.dumps(body).encode())
+    assert response.status_code == 400
+    (line,) = [
+        line
+        for line in log_lines(server, response.headers["x-request-id"], 1)
+        if line["logger"] == "easel.access"
+    ]
+    assert line["status"] == 400
+    assert line["error_type"] == "invalid_request_error"
+    assert line["error_code"] == "invalid_value"
+    assert line["error_param"] == "size"
+    assert "invalid_value" in str(line["message"]) and "param=size" in str(line["message"])
+    assert "secret prompt" not in json.dumps(line) and api_key not in json.dumps(line)
