@@ -85,6 +85,22 @@ class Settings:
     deadline_seconds: float = field(
         default_factory=lambda: _env_float("EASEL_DEADLINE_SECONDS", 600.0)
     )
+    # Open HTTP connections; beyond, the one idle longest is closed, or the newcomer gets 503.
+    max_connections: int = field(default_factory=lambda: _env_int("EASEL_MAX_CONNECTIONS", 512))
+    # Largest request line and headers, in bytes; larger heads get 431.
+    max_header_bytes: int = field(
+        default_factory=lambda: _env_int("EASEL_MAX_HEADER_BYTES", 16 * 1024)
+    )
+    # Seconds a connection may take to send a request's head (from its start, or after a pause).
+    header_timeout_seconds: float = field(
+        default_factory=lambda: _env_float("EASEL_HEADER_TIMEOUT_SECONDS", 20.0)
+    )
+    # Seconds a request may take to send its body; later, 408.
+    body_timeout_seconds: float = field(
+        default_factory=lambda: _env_float("EASEL_BODY_TIMEOUT_SECONDS", 60.0)
+    )
+    # Serve /docs and /openapi.json (the public API only).
+    api_docs: bool = field(default_factory=lambda: _env_flag("EASEL_API_DOCS"))
 
     @property
     def images_dir(self) -> Path:
@@ -117,6 +133,10 @@ class Settings:
             raise ValueError(f"the log format must be one of {', '.join(LOG_FORMATS)}")
         if self.reservation_ttl_seconds < 10:
             raise ValueError("EASEL_RESERVATION_TTL_SECONDS must be at least 10")
+        if self.max_connections < 1 or self.max_header_bytes < 1024:
+            raise ValueError("allow at least 1 connection and request heads of 1024 bytes")
+        if self.header_timeout_seconds <= 0 or self.body_timeout_seconds <= 0:
+            raise ValueError("the header and body timeouts must be positive")
 
     def signing_secret(self) -> bytes:
         """EASEL_URL_SECRET, else a random secret kept in the data directory across restarts."""

@@ -24,16 +24,14 @@ from easel.cli.options import (
     UrlTtlOption,
     settings_with,
 )
-from easel.observability.logs import JsonFormatter
+from easel.observability.logs import JsonFormatter, TextFormatter
 from easel.settings import Settings
 
 err = Console(stderr=True)
 
 
 def serve(
-    host: Annotated[
-        str | None, typer.Option(help="Address to listen on (env EASEL_HOST).")
-    ] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (env EASEL_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (env EASEL_PORT).")] = None,
     data_dir: DataDirOption = None,
     config: ConfigOption = None,
@@ -94,6 +92,41 @@ def serve(
             "(env EASEL_DEADLINE_SECONDS, 600)."
         ),
     ] = None,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            help="Open connections; beyond, the one idle longest is closed or the new one gets "
+            "503 (env EASEL_MAX_CONNECTIONS, 512)."
+        ),
+    ] = None,
+    max_header_bytes: Annotated[
+        int | None,
+        typer.Option(
+            help="Largest request line and headers; larger get 431 (env EASEL_MAX_HEADER_BYTES, "
+            "16384)."
+        ),
+    ] = None,
+    header_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds to send a request's head (env EASEL_HEADER_TIMEOUT_SECONDS, 20)."
+        ),
+    ] = None,
+    body_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds to send a request's body; later, 408 (env EASEL_BODY_TIMEOUT_SECONDS, "
+            "60)."
+        ),
+    ] = None,
+    api_docs: Annotated[
+        bool | None,
+        typer.Option(
+            "--api-docs/--no-api-docs",
+            help="Serve /docs and /openapi.json (env EASEL_API_DOCS; off by default).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible API. The admin API is enabled by EASEL_ADMIN_KEY."""
     settings = settings_with(
@@ -112,10 +145,16 @@ def serve(
         batch_wait_ms=batch_wait_ms,
         adaptive_batch_size=adaptive_batch_size,
         deadline_seconds=deadline,
+        max_connections=max_connections,
+        max_header_bytes=max_header_bytes,
+        header_timeout_seconds=header_timeout,
+        body_timeout_seconds=body_timeout,
+        api_docs=api_docs,
     )
     configure_logging(log_level, settings.log_format)
     # Imported here so `easel keys`, `usage` and `db` start without loading PyTorch.
     from easel.api.app import create_app
+    from easel.api.connections import ConnectionLimits, bounded_protocol
 
     try:
         catalog = Catalog.build(config, model or ())
@@ -128,7 +167,8 @@ def serve(
         raise typer.Exit(2) from exc
     if not app.state.services.keys.has_active_keys():
         err.print(
-            "[yellow]No API keys yet: every generation request will be refused. Make one with[/yellow]\n"
+            "[yellow]No API keys yet: every generation request will be refused. "
+            "Make one with[/yellow]\n"
             f"    easel keys create --data-dir {settings.data_dir}"
         )
     err.print(
@@ -136,16 +176,29 @@ def serve(
         f"Database: {_shown(settings)}."
     )
     err.print(f"Web playground: http://{settings.host}:{settings.port}/")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    limits = ConnectionLimits(
+        max_connections=settings.max_connections,
+        header_timeout_seconds=settings.header_timeout_seconds,
+        max_header_bytes=settings.max_header_bytes,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        http=bounded_protocol(limits),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        # No route speaks WebSocket: an upgrade request is served as plain HTTP.
+        ws="none",
+    )
 
 
 def configure_logging(level: str, log_format: str = "json") -> None:
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdLogFilter())
     if log_format == "text":
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-        )
+        handler.setFormatter(TextFormatter())
     else:
         handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
