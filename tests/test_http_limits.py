@@ -1,6 +1,7 @@
 """The limits `easel serve` holds before authentication, tried with real sockets on loopback: head
 size, time to send the head and the body, open connections. Also what an operator's server
-shows of itself: API docs only when asked for, and log lines that a client cannot forge."""
+shows of itself: API docs only when asked for, log lines that a client cannot forge, and keys'
+limits that the database can hold."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.limits_http import ADMIN_KEY
-from tests.server import RunningServer, start_server
+from tests.limits_http import ADMIN_KEY, admin
+from tests.server import RunningServer, easel, start_server
 
 MAX_CONNECTIONS = 4
 HEADER_TIMEOUT = 1.0
@@ -160,3 +161,34 @@ def test_a_newline_in_the_path_cannot_forge_a_text_log_line(limited: RunningServ
     log = limited.log()
     assert "/v1/nothing\\nINFO forged-line 404" in log
     assert not [line for line in log.splitlines() if line.startswith("INFO forged-line")]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("quota", 2**63),
+        ("rpm", 2**31),
+        ("expires_at", "100000000d"),
+        ("expires_at", "9" * 5000 + "d"),
+        ("name", "n" * 201),
+    ],
+)
+def test_admin_refuses_what_the_database_cannot_hold(
+    limited: RunningServer, field: str, value: object
+) -> None:
+    response = admin(limited, "POST", "/admin/keys", json={"name": "big", field: value})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == field
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--quota", str(2**63)), ("--expires", "100000000d"), ("--name", "n" * 201)],
+)
+def test_keys_cli_refuses_what_the_database_cannot_hold(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    result = easel("keys", "create", option, value, data_dir=tmp_path, check=False)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "easel keys create:" in result.stderr
