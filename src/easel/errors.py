@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 
 class EaselError(Exception):
-    """An error that is answered with OpenAI's envelope `{"error": {message, type, param, code}}`."""
+    """An error answered with OpenAI's envelope `{"error": {message, type, param, code}}`."""
 
     status_code: int = 500
     error_type: str = "server_error"
@@ -65,7 +65,7 @@ class PayloadTooLargeError(InvalidRequestError):
 
 
 class RateLimitError(EaselError):
-    """Over a rate: worth retrying after `Retry-After` (OpenAI's type for every rate is `requests`)."""
+    """Over a rate: worth retrying after `Retry-After` (OpenAI's type for any rate: `requests`)."""
 
     status_code = 429
     error_type = "requests"
@@ -107,6 +107,27 @@ def invalid_value(param: str, value: object, allowed: Iterable[str]) -> InvalidR
         param=param,
         code="invalid_value",
     )
+
+
+def unsupported_value(
+    param: str, value: object, supported: Iterable[object]
+) -> InvalidRequestError:
+    """A value OpenAI defines for `param` that this model cannot honour, in OpenAI's wording."""
+    return InvalidRequestError(
+        f"Unsupported value: '{param}' does not support {_json_literal(value)} with this model. "
+        f"Supported values are: {', '.join(_json_literal(v) for v in supported)}.",
+        param=param,
+        code="unsupported_value",
+    )
+
+
+def _json_literal(value: object) -> str:
+    # As the request spelled it: true, 0, 'png'.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"'{value}'"
+    return str(value)
 
 
 def unknown_parameter(param: str) -> InvalidRequestError:

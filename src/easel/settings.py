@@ -135,6 +135,32 @@ class Settings(BaseSettings):
         description="Seconds a request may take before it is cancelled with 504; 0: no deadline.",
     )
 
+    max_connections: int = Field(
+        default=512,
+        ge=1,
+        description="Open HTTP connections; beyond, the one idle longest is closed, or the "
+        "newcomer gets 503.",
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="Largest request line and headers, in bytes; larger heads get 431.",
+    )
+    header_timeout_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="Seconds a connection may take to send a request's head (from its start, or "
+        "after a pause between requests); later, 408 or the connection is closed.",
+    )
+    body_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Seconds a request may take to send its body; later, 408."
+    )
+    api_docs: bool = Field(
+        default=False,
+        description="Serve /docs and /openapi.json (the public API only; admin routes are never "
+        "listed).",
+    )
+
     @model_validator(mode="after")
     def _admin_key_is_safe(self) -> Self:
         if self.admin_key is not None:

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from easel import __version__, web
 from easel.api import admin, files, health, models
+from easel.api.body_timeout import BodyTimeoutMiddleware
 from easel.api.errors import install_error_handlers
 from easel.api.images import router as images
 from easel.api.middleware import RequestContextMiddleware
@@ -120,12 +121,14 @@ def create_app(
         title="Easel",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url="/docs" if settings.api_docs else None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
         redoc_url=None,
     )
     app.state.services = services
     app.state.started_at = int(time.time())
     install_error_handlers(app)
+    app.add_middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout_seconds)
     app.add_middleware(RequestContextMiddleware, proxy_sets_request_id=proxy_sets_request_id)
     app.include_router(images.router)
     app.include_router(models.router)

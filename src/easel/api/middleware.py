@@ -1,4 +1,4 @@
-"""The outermost application middleware: request ids, access logs, and a 500 envelope for the unknown."""
+"""The outermost app middleware: request ids, access logs, a 500 envelope for the unknown."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from easel.api.context import request_id_var, response_headers_var
-from easel.api.errors import unexpected_error_response
+from easel.api.errors import answered_error, unexpected_error_response
 
 log = logging.getLogger("easel.access")
+
+# An unknown field's name is the client's text: the log keeps enough of it to recognise.
+LOGGED_PARAM_CHARS = 64
 
 
 class RequestContextMiddleware:
@@ -63,24 +66,9 @@ class RequestContextMiddleware:
         except Exception:
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if not response_started:
-                await unexpected_error_response()(scope, receive, send_with_id)
+                await unexpected_error_response(scope)(scope, receive, send_with_id)
         finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            log.info(
-                "%s %s %s %.0fms",
-                scope.get("method"),
-                scope.get("path"),
-                status,
-                elapsed_ms,
-                extra={
-                    "method": scope.get("method"),
-                    "path": scope.get("path"),
-                    "status": status,
-                    "duration_ms": round(elapsed_ms),
-                    # The key by id only: its secret never reaches a log.
-                    "key_id": scope.get("state", {}).get("key_id"),
-                },
-            )
+            _log_access(scope, status, (time.perf_counter() - started) * 1000)
             request_id_var.reset(token)
             response_headers_var.reset(headers_token)
 
@@ -91,3 +79,31 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 return str(value.decode("latin-1"))
         return None
+
+
+def _log_access(scope: Scope, status: int, elapsed_ms: float) -> None:
+    """The request's line; for an error, why (its type, code and param: never its message, which
+    may quote what the client sent)."""
+    fields: dict[str, object] = {
+        "method": scope.get("method"),
+        "path": scope.get("path"),
+        "status": status,
+        "duration_ms": round(elapsed_ms),
+        # The key by id only: its secret never reaches a log.
+        "key_id": scope.get("state", {}).get("key_id"),
+    }
+    reason = ""
+    error = answered_error(scope)
+    if error is not None:
+        param = error.param[:LOGGED_PARAM_CHARS] if error.param is not None else None
+        fields |= {"error_type": error.error_type, "error_code": error.code, "error_param": param}
+        reason = f" {error.error_type} code={error.code} param={param}"
+    log.info(
+        "%s %s %s %.0fms%s",
+        scope.get("method"),
+        scope.get("path"),
+        status,
+        elapsed_ms,
+        reason,
+        extra=fields,
+    )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from easel.errors import InvalidRequestError, invalid_value, unknown_parameter
+from easel.errors import InvalidRequestError, invalid_value, unknown_parameter, unsupported_value
 
 SIZE_PATTERN = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
 
@@ -21,6 +22,18 @@ GENERIC_SIZES = (
     "1792x1024",
     "1024x1792",
 )
+
+# OpenAI's output fields of the GPT image models, each with the values that describe what Easel
+# makes today: whole RGB PNGs in one response, unmoderated. Clients that forward every field send
+# these; any other value asks for output Easel cannot produce yet and is refused.
+OUTPUT_VALUES: dict[str, tuple[object, ...]] = {
+    "stream": (False,),
+    "partial_images": (0,),
+    "output_format": ("png",),
+    "output_compression": (100,),
+    "background": ("auto", "opaque"),
+    "moderation": ("auto",),
+}
 
 
 def parse_size(size: str) -> tuple[int, int]:
@@ -177,6 +190,17 @@ class ModelSpec(BaseModel):
             quality=quality,
             style=style,
         )
+
+    def check_output(self, requested: Mapping[str, object]) -> None:
+        """Refuse output fields (OUTPUT_VALUES) at values this model cannot honour; None is the
+        default and always accepted."""
+        for param, value in requested.items():
+            supported = OUTPUT_VALUES[param]
+            # By type too: the JSON 0 is not false.
+            if value is not None and not any(
+                type(value) is type(allowed) and value == allowed for allowed in supported
+            ):
+                raise unsupported_value(param, value, supported)
 
     def _check_prompt(self, prompt: str) -> None:
         if not prompt.strip():

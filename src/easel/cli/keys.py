@@ -11,7 +11,14 @@ from rich.table import Table
 
 from easel.cli.options import DatabaseUrlOption, DataDirOption, open_database
 from easel.keys.store import ApiKey, KeyStore
-from easel.limits.policy import QUOTA_PERIODS, KeyPolicy, PolicyError, parse_expiry, parse_models
+from easel.limits.policy import (
+    QUOTA_PERIODS,
+    KeyPolicy,
+    PolicyError,
+    check_key_name,
+    parse_expiry,
+    parse_models,
+)
 
 keys_app = typer.Typer(help="Create, change, list and revoke API keys.", no_args_is_help=True)
 err = Console(stderr=True)
@@ -111,6 +118,7 @@ def create(
 ) -> None:
     """Make a new key. Its secret is printed once, alone on the last line of stdout."""
     try:
+        check_key_name(name or "")
         policy = KeyPolicy().changed(
             _changes(rpm, ipm, user_rpm, user_ipm, quota, quota_period, models, expires, enabled)
         )
@@ -143,6 +151,8 @@ def update(
         changes = _changes(
             rpm, ipm, user_rpm, user_ipm, quota, quota_period, models, expires, enabled
         )
+        if name is not None:
+            check_key_name(name)
         key = KeyStore(open_database(data_dir, database_url)).update(key_id, changes, name)
     except PolicyError as exc:
         err.print(f"[red]easel keys update: {exc}[/red]")

@@ -24,7 +24,7 @@ from easel.cli.options import (
     UrlTtlOption,
 )
 from easel.cli.setting_options import setting_option, settings_from_flags
-from easel.observability.logs import JsonFormatter
+from easel.observability.logs import JsonFormatter, TextFormatter
 from easel.settings import Settings
 
 err = Console(stderr=True)
@@ -49,6 +49,11 @@ def serve(
     batch_wait_ms: Annotated[str | None, setting_option("batch_wait_ms")] = None,
     adaptive_batch_size: Annotated[bool | None, setting_option("adaptive_batch_size")] = None,
     deadline_seconds: Annotated[str | None, setting_option("deadline_seconds")] = None,
+    max_connections: Annotated[str | None, setting_option("max_connections")] = None,
+    max_header_bytes: Annotated[str | None, setting_option("max_header_bytes")] = None,
+    header_timeout_seconds: Annotated[str | None, setting_option("header_timeout_seconds")] = None,
+    body_timeout_seconds: Annotated[str | None, setting_option("body_timeout_seconds")] = None,
+    api_docs: Annotated[bool | None, setting_option("api_docs")] = None,
 ) -> None:
     """Serve the OpenAI-compatible API. The admin API is enabled by EASEL_ADMIN_KEY."""
     settings = settings_from_flags(
@@ -68,10 +73,16 @@ def serve(
         batch_wait_ms=batch_wait_ms,
         adaptive_batch_size=adaptive_batch_size,
         deadline_seconds=deadline_seconds,
+        max_connections=max_connections,
+        max_header_bytes=max_header_bytes,
+        header_timeout_seconds=header_timeout_seconds,
+        body_timeout_seconds=body_timeout_seconds,
+        api_docs=api_docs,
     )
     configure_logging(log_level, settings.log_format)
     # Imported here so `easel keys`, `usage` and `db` start without loading PyTorch.
     from easel.api.app import create_app
+    from easel.api.connections import ConnectionLimits, bounded_protocol
 
     try:
         catalog = Catalog.build(config, model or ())
@@ -93,16 +104,29 @@ def serve(
         f"Database: {_shown(settings)}."
     )
     err.print(f"Web playground: http://{settings.host}:{settings.port}/")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    limits = ConnectionLimits(
+        max_connections=settings.max_connections,
+        header_timeout_seconds=settings.header_timeout_seconds,
+        max_header_bytes=settings.max_header_bytes,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        http=bounded_protocol(limits),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        # No route speaks WebSocket: an upgrade request is served as plain HTTP.
+        ws="none",
+    )
 
 
 def configure_logging(level: str, log_format: str = "json") -> None:
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdLogFilter())
     if log_format == "text":
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-        )
+        handler.setFormatter(TextFormatter())
     else:
         handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

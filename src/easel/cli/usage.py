@@ -38,9 +38,7 @@ def usage(
     since: Annotated[
         str | None, typer.Option("--since", help="First day (UTC), e.g. 2026-11-01.")
     ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="Last day (UTC), included.")
-    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Last day (UTC), included.")] = None,
     csv_path: Annotated[
         Path | None,
         typer.Option("--csv", help="Write CSV to this file ('-' for stdout) instead of a table."),

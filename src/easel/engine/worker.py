@@ -126,8 +126,8 @@ class ModelWorker:
 
     def _unavailable(self) -> ServiceUnavailableError:
         return ServiceUnavailableError(
-            f"The model `{self.spec.name}` is not available: its pipeline could not be loaded from "
-            f"{self.spec.source!r}: {self._error}",
+            # Where it was loaded from and why it failed are the operator's: _fail logged them.
+            f"The model `{self.spec.name}` cannot be loaded right now; the server's log says why.",
             code="model_unavailable",
             # The load is retried only after the backoff: an SDK retrying at once would only hang.
             headers={"Retry-After": str(int(RELOAD_BACKOFF_SECONDS)), "x-should-retry": "false"},

@@ -8,6 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 QUOTA_PERIODS = ("day", "month", "total")
+# Limits are stored in INTEGER columns: 32-bit on PostgreSQL.
+MAX_LIMIT = 2**31 - 1
+# The width of the key table's `name` column.
+MAX_KEY_NAME_CHARS = 200
 _RELATIVE = re.compile(r"^(\d+)([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -37,9 +41,10 @@ class KeyPolicy:
     def __post_init__(self) -> None:
         for name in ("rpm", "ipm", "user_rpm", "user_ipm", "quota"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or value < 1):
+            if value is not None and (isinstance(value, bool) or not 1 <= value <= MAX_LIMIT):
                 raise PolicyError(
-                    f"{name} must be a positive integer (or unset for no limit)", name
+                    f"{name} must be an integer from 1 to {MAX_LIMIT} (or unset for no limit)",
+                    name,
                 )
         if self.quota_period not in QUOTA_PERIODS:
             raise PolicyError(
@@ -79,6 +84,15 @@ class KeyPolicy:
         }
 
 
+def check_key_name(name: str) -> str:
+    """A key's label, refused when longer than the database keeps."""
+    if len(name) > MAX_KEY_NAME_CHARS:
+        raise PolicyError(
+            f"a key's name may be at most {MAX_KEY_NAME_CHARS} characters, not {len(name)}", "name"
+        )
+    return name
+
+
 def parse_models(value: str) -> tuple[str, ...] | None:
     """`a,b` -> ("a", "b"); an empty string means every model."""
     names = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
@@ -93,8 +107,15 @@ def parse_expiry(value: str, now: datetime | None = None) -> datetime | None:
         return None
     relative = _RELATIVE.match(text)
     if relative:
-        amount, unit = int(relative.group(1)), relative.group(2)
-        return (now or datetime.now(UTC)) + timedelta(**{_UNITS[unit]: amount})
+        try:
+            amount = int(relative.group(1))
+            return (now or datetime.now(UTC)) + timedelta(**{_UNITS[relative.group(2)]: amount})
+        except (OverflowError, ValueError):  # past year 9999, or more digits than int() reads
+            raise PolicyError(
+                f"expiry {value!r} is beyond the year 9999: use 'never' for a key that does not "
+                "expire",
+                "expires_at",
+            ) from None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from easel.api.admin import keys, usage
 
-router = APIRouter(prefix="/admin")
+# Operators' routes: not in the published schema of the API clients use.
+router = APIRouter(prefix="/admin", include_in_schema=False)
 router.include_router(keys.router)
 router.include_router(usage.router)

@@ -14,7 +14,7 @@ from easel.api.body import read_json_object
 from easel.api.state import services
 from easel.errors import InvalidRequestError, NotFoundError
 from easel.keys.store import ApiKey
-from easel.limits.policy import KeyPolicy, PolicyError, parse_expiry
+from easel.limits.policy import KeyPolicy, PolicyError, check_key_name, parse_expiry
 
 router = APIRouter(prefix="/keys", dependencies=[Depends(require_admin)])
 
@@ -52,6 +52,8 @@ def _read_fields(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
     if "models" in given and given["models"] is not None:
         given["models"] = tuple(dict.fromkeys(given["models"]))
     try:
+        if name is not None:
+            check_key_name(name)
         if given.get("expires_at") is not None:
             given["expires_at"] = parse_expiry(given["expires_at"])
         return name, given

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from easel.api.body import json_type_name
 from easel.catalog import Catalog, GenerationPlan
+from easel.catalog.spec import OUTPUT_VALUES
 from easel.engine.generate import MAX_SEED
 from easel.errors import InvalidRequestError, invalid_value, unknown_parameter
 
@@ -39,7 +40,17 @@ class CreateImageRequest(BaseModel):
     quality: str | None = None
     style: str | None = None
     response_format: str | None = None
+    # OpenAI's GPT image output fields: the catalog accepts the values that describe what Easel
+    # makes (ModelSpec.check_output), so wrappers that forward every field keep working.
+    stream: bool | None = None
+    partial_images: int | None = None
+    output_format: str | None = None
+    output_compression: int | None = None
+    background: str | None = None
+    moderation: str | None = None
     user: str | None = None
+    # OpenAI's successor to `user`.
+    safety_identifier: str | None = None
     # Easel extension (OpenAI's SDK sends it with extra_body): makes a generation reproducible.
     seed: int | None = None
 
@@ -54,6 +65,12 @@ class CreateImageRequest(BaseModel):
     def model_name(self) -> str:
         return self.model if self.model is not None else DEFAULT_MODEL
 
+    @property
+    def end_user(self) -> str | None:
+        """Who the key's per-user limits and usage records count: `safety_identifier` when given,
+        being the field OpenAI asks new code to send, else `user`."""
+        return self.safety_identifier if self.safety_identifier is not None else self.user
+
     def resolve(self, catalog: Catalog) -> ImageJob:
         """Check every field against the catalog entry of the requested model."""
         spec = catalog.get(self.model_name)
@@ -63,6 +80,7 @@ class CreateImageRequest(BaseModel):
         plan = spec.plan(
             prompt=self.prompt, n=self.n, size=self.size, quality=self.quality, style=self.style
         )
+        spec.check_output(self.model_dump(include=set(OUTPUT_VALUES)))
         if self.seed is not None:
             _check_seed(self.seed, plan.n)
         return ImageJob(plan=plan, seed=self.seed, response_format=response_format)
@@ -86,7 +104,13 @@ def _check_seed(seed: int, n: int) -> None:
         )
 
 
-_EXPECTED = {"n": "an integer", "seed": "an integer"}
+_EXPECTED = {
+    "n": "an integer",
+    "seed": "an integer",
+    "partial_images": "an integer",
+    "output_compression": "an integer",
+    "stream": "a boolean",
+}
 
 
 def _first_error(exc: ValidationError, body: dict[str, Any]) -> InvalidRequestError:

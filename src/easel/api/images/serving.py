@@ -24,7 +24,7 @@ async def create_images(
     require_model(caller.key, spec.name)
     job = request.resolve(services.catalog)
     size = f"{job.plan.width}x{job.plan.height}"
-    async with metered(services, caller, request.user, job.plan, size) as meter:
+    async with metered(services, caller, request.end_user, job.plan, size) as meter:
         data = await _generate(services, job, base_url, meter)
     return ImagesResponse(created=int(time.time()), data=data)
 
