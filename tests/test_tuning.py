@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from easel.catalog import Catalog
+from easel.engine.engine import Engine
 from easel.engine.generate import to_uint8
 from easel.engine.loader import load_pipeline
 from easel.engine.tuning import tune_for_serving
-from easel.engine.worker import Engine
 
 
 def images(pipe: torch.nn.Module, seed: int) -> np.ndarray:

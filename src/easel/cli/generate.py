@@ -26,9 +26,9 @@ from easel.catalog import Catalog, GenerationPlan, ModelSpec
 from easel.cli.models import build_catalog
 from easel.cli.options import ConfigOption, ModelSourceOption
 from easel.encoding import encode_png, png_text
-from easel.engine.generate import GeneratedImage
+from easel.engine.engine import Engine
 from easel.engine.scheduler import SchedulerConfig
-from easel.engine.worker import Engine
+from easel.engine.types import GeneratedImage
 from easel.errors import EaselError
 
 err = Console(stderr=True)
@@ -126,7 +126,7 @@ def _run(
         # The instance attribute shadows the method for this one pipeline object only.
         pipe.progress_bar = _StepProgress(progress, task)  # type: ignore[attr-defined]
         try:
-            return asyncio.run(engine.generate(plan, seed))
+            return asyncio.run(engine.generate(plan, seed=seed)).images
         except Exception as exc:  # a pipeline that fails mid-way: say so, no traceback
             reason = f"{type(exc).__name__}: {exc}"
             err.print(f"[red]easel generate: the {plan.model} pipeline failed: {reason}[/red]")

@@ -24,14 +24,13 @@ from diffusers import DiffusionPipeline
 from easel.background import cancel_and_wait
 from easel.catalog import GenerationPlan
 from easel.engine.batch_sizing import BatchSizer
-from easel.engine.generate import BatchAbandoned, GeneratedImage, run_batch
+from easel.engine.generate import BatchAbandoned, run_batch
 from easel.engine.jobs import BatchKey, Job, Part, batch_images, split_parts
 from easel.engine.resolution import generation_size
 from easel.engine.running_average import RunningAverage
-from easel.engine.timing import GenerationTiming
+from easel.engine.types import GeneratedImage, Generation
 from easel.errors import DeadlineExceededError, EaselError, RateLimitError, ServerError
 from easel.observability.metrics import observe_batch_size, set_batch_limit, set_queue_depth
-from easel.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ _SMOOTHING = 0.2
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """Limits of one model's queue; the server's settings fill these in."""
+    """Limits of one model's queue; whoever assembles the engine fills these in."""
 
     queue_images: int = 64  # images waiting (not yet running) before new requests get 429
     batch_images: int = 8  # most images in one pipeline call
@@ -49,17 +48,6 @@ class SchedulerConfig:
     batch_wait_seconds: float = 0.005  # longest wait for company when the model is idle
     adaptive_batch_size: bool = True  # limit batches to the size measured fastest (batch_sizing.py)
     deadline_seconds: float | None = 600.0  # a request still unfinished then is cancelled
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SchedulerConfig:
-        return cls(
-            queue_images=settings.queue_images,
-            batch_images=settings.batch_images,
-            batch_pixels=settings.batch_pixels,
-            batch_wait_seconds=settings.batch_wait_ms / 1000,
-            adaptive_batch_size=settings.adaptive_batch_size,
-            deadline_seconds=settings.deadline_seconds or None,
-        )
 
 
 class BatchFailed(RuntimeError):
@@ -137,18 +125,14 @@ class BatchScheduler:
         return sum(job.undispatched for job in self._pending)
 
     async def generate(
-        self,
-        plan: GenerationPlan,
-        seed: int,
-        deadline_seconds: float | None,
-        timing: GenerationTiming | None = None,
-    ) -> list[GeneratedImage]:
+        self, plan: GenerationPlan, *, seed: int, deadline_seconds: float | None
+    ) -> Generation:
         """Queue the plan and wait for its images. Cancelling the caller cancels the request:
         removed from the queue, or its batch stopped once no request in it is left."""
-        job = self._submit(plan, seed, timing or GenerationTiming())
+        job = self._submit(plan, seed)
         try:
             async with asyncio.timeout(deadline_seconds):
-                return await asyncio.shield(job.future)
+                return Generation(await asyncio.shield(job.future), job.timing)
         except TimeoutError:
             self._cancel(job, "its deadline passed")
             self.stats.deadline_exceeded += 1
@@ -173,7 +157,7 @@ class BatchScheduler:
     def _queue_changed(self) -> None:
         set_queue_depth(self.model, self.queued_images)
 
-    def _submit(self, plan: GenerationPlan, seed: int, timing: GenerationTiming) -> Job:
+    def _submit(self, plan: GenerationPlan, seed: int) -> Job:
         queued = self.queued_images
         if queued and queued + plan.n > self.config.queue_images:
             self.stats.queue_full += 1
@@ -188,7 +172,7 @@ class BatchScheduler:
                 },
             )
         loop = asyncio.get_running_loop()
-        job = Job(plan=plan, seed=seed, future=loop.create_future(), timing=timing)
+        job = Job(plan=plan, seed=seed, future=loop.create_future())
         self._note_arrival(job.enqueued_at)
         self._pending.append(job)
         self._queue_changed()

@@ -14,7 +14,7 @@ from easel.api.context import request_id_var
 from easel.api.state import AppServices
 from easel.catalog import GenerationPlan
 from easel.db.database import utcnow
-from easel.engine.timing import GenerationTiming
+from easel.engine.types import GenerationTiming
 from easel.errors import EaselError
 from easel.observability import metrics
 from easel.usage.store import UsageRecord

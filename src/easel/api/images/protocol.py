@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from easel.api.body import json_type_name
 from easel.catalog import Catalog, GenerationPlan
-from easel.engine.generate import MAX_SEED
+from easel.engine.types import MAX_SEED, highest_first_seed
 from easel.errors import InvalidRequestError, invalid_value, unknown_parameter
 
 RESPONSE_FORMATS = ("url", "b64_json")
@@ -69,8 +69,7 @@ class CreateImageRequest(BaseModel):
 
 
 def _check_seed(seed: int, n: int) -> None:
-    # The last image uses seed + n - 1, which must itself be a seed a user can send back.
-    highest = MAX_SEED - (n - 1)
+    highest = highest_first_seed(n)
     if seed < 0:
         raise InvalidRequestError(
             f"{seed} is less than the minimum of 0 - 'seed'",

@@ -14,6 +14,9 @@ from easel.api.state import AppServices
 from easel.encoding import encode_png_async, png_text
 from easel.limits.limiter import require_model
 
+# Names the cluster replica that made a response's images, for operators tracing a request.
+REPLICA_HEADER = "x-easel-replica"
+
 
 async def create_images(
     services: AppServices, body: dict[str, Any], base_url: str, caller: Caller, outcome: Outcome
@@ -25,15 +28,19 @@ async def create_images(
     job = request.resolve(services.catalog)
     size = f"{job.plan.width}x{job.plan.height}"
     async with metered(services, caller, request.user, job.plan, size) as meter:
-        data = await _generate(services, job, base_url, meter)
+        data = await _generate(services, caller, job, base_url, meter)
     return ImagesResponse(created=int(time.time()), data=data)
 
 
 async def _generate(
-    services: AppServices, job: ImageJob, base_url: str, meter: Meter
+    services: AppServices, caller: Caller, job: ImageJob, base_url: str, meter: Meter
 ) -> list[ImageData]:
     plan = job.plan
-    images = await services.engine.generate(plan, job.seed, timing=meter.timing)
+    generation = await services.engine.generate(plan, seed=job.seed)
+    meter.timing = generation.timing
+    if generation.replica is not None:
+        caller.response_headers[REPLICA_HEADER] = generation.replica
+    images = generation.images
     with meter.encoding():
         pngs = await asyncio.gather(
             *(encode_png_async(image.pixels, png_text(plan, image)) for image in images)
