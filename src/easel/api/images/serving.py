@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from easel.api.auth import Caller
+from easel.api.files import IMAGE_ROUTE
 from easel.api.images.metering import Meter, Outcome, metered
 from easel.api.images.protocol import CreateImageRequest, ImageData, ImageJob, ImagesResponse
 from easel.api.state import AppServices
@@ -68,5 +69,7 @@ async def _deliver(
         return ImageData(b64_json=b64, revised_prompt=revised_prompt, seed=seed)
     image_id = await asyncio.to_thread(services.images.save, png)
     return ImageData(
-        url=services.images.url(image_id, base_url), revised_prompt=revised_prompt, seed=seed
+        url=services.images.url(image_id, base_url + IMAGE_ROUTE),
+        revised_prompt=revised_prompt,
+        seed=seed,
     )
