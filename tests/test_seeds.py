@@ -157,17 +157,18 @@ def test_drawn_seeds_of_a_large_request_can_all_be_sent_back(
         "    qualities: {standard: {steps: 1, guidance_scale: 0}}\n"
     )
     catalog = Catalog.build(config)
+    spec = catalog.get("many")
     request = CreateImageRequest.parse({"model": "many", "prompt": "a cat", "n": 32})
     # Fault injection: the draw is random, and only its top end can overflow; no real request can
     # be made to land there, so the draw is forced to the highest value it may return.
     monkeypatch.setattr(secrets, "randbelow", lambda bound: bound - 1)
     engine = Engine(catalog)
     try:
-        generation = asyncio.run(engine.generate(request.resolve(catalog).plan))
+        generation = asyncio.run(engine.generate(request.resolve(spec).plan))
     finally:
         asyncio.run(engine.shutdown())
     seeds = [image.seed for image in generation.images]
     assert seeds == list(range(seeds[0], seeds[0] + 32)) and seeds[-1] <= MAX_SEED
     # The server takes each seed it reported back: the first one for the same request too.
     sent_back = request.model_copy(update={"seed": seeds[0]})
-    assert sent_back.resolve(catalog).seed == seeds[0]
+    assert sent_back.resolve(spec).seed == seeds[0]

@@ -37,9 +37,7 @@ err = Console(stderr=True)
 def generate(
     prompt: Annotated[str, typer.Argument(help="What to draw.")],
     model: Annotated[str | None, typer.Option(help="Catalog model (default dall-e-2).")] = None,
-    size: Annotated[
-        str | None, typer.Option(help="WIDTHxHEIGHT, one the model accepts.")
-    ] = None,
+    size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, one the model accepts.")] = None,
     n: Annotated[int | None, typer.Option("--n", "-n", help="How many images.")] = None,
     quality: Annotated[
         str | None, typer.Option(help="standard, hd, ... as the model accepts.")
@@ -69,7 +67,8 @@ def generate(
         "seed": seed,
     }
     try:
-        job = CreateImageRequest.parse(body).resolve(catalog)
+        request = CreateImageRequest.parse(body)
+        job = request.resolve(catalog.get(request.model_name))
     except EaselError as exc:
         option = f"--{exc.param}: " if exc.param and exc.param != "prompt" else ""
         err.print(f"[red]easel generate: {option}{exc.message}[/red]")

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from easel.api.body import json_type_name
-from easel.catalog import Catalog, GenerationPlan
+from easel.catalog import GenerationPlan, ModelSpec
 from easel.engine.types import MAX_SEED, highest_first_seed
 from easel.errors import InvalidRequestError, invalid_value, unknown_parameter
 
@@ -54,9 +54,8 @@ class CreateImageRequest(BaseModel):
     def model_name(self) -> str:
         return self.model if self.model is not None else DEFAULT_MODEL
 
-    def resolve(self, catalog: Catalog) -> ImageJob:
-        """Check every field against the catalog entry of the requested model."""
-        spec = catalog.get(self.model_name)
+    def resolve(self, spec: ModelSpec) -> ImageJob:
+        """Check every field against the requested model's catalog entry."""
         response_format = self.response_format or "url"
         if response_format not in RESPONSE_FORMATS:
             raise invalid_value("response_format", response_format, RESPONSE_FORMATS)

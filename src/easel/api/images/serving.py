@@ -26,9 +26,8 @@ async def create_images(
     spec = services.catalog.get(request.model_name)
     outcome.model = spec.name
     require_model(caller.key, spec.name)
-    job = request.resolve(services.catalog)
-    size = f"{job.plan.width}x{job.plan.height}"
-    async with metered(services, caller, request.user, job.plan, size) as meter:
+    job = request.resolve(spec)
+    async with metered(services, caller, request.user, job.plan, outcome) as meter:
         data = await _generate(services, caller, job, base_url, meter)
     return ImagesResponse(created=int(time.time()), data=data)
 
