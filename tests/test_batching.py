@@ -3,6 +3,7 @@ cancellation on disconnect, deadlines, and faults that leave the server serving.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from easel.api.images.router import CLIENT_CLOSED_REQUEST
 from easel.engine.faults import OOM_ENV
 from tests.images import decode_b64, size_of
 from tests.server import RunningServer, create_key, start_server
@@ -46,7 +48,7 @@ def test_mixed_concurrent_requests_each_get_their_own_images(client: openai.Open
         {"model": "dall-e-3", "prompt": "a hill", "size": "1024x1792"},
     ]
     results = in_parallel([lambda r=r: generate(client, **r) for r in requests])
-    for request, result in zip(requests, results):
+    for request, result in zip(requests, results, strict=True):
         images = result["images"]
         assert len(images) == request.get("n", 1)
         for image in images:
@@ -247,3 +249,46 @@ def test_pipeline_exception_fails_only_its_batch(strained: tuple[RunningServer, 
     assert healthy.status_code == 200
     assert post(server, key, model="faulty", prompt="again").status_code == 500
     assert post(server, key, model="dall-e-2", prompt="fine", size="256x256").status_code == 200
+
+
+def test_a_client_that_leaves_is_recorded_as_499_everywhere(
+    strained: tuple[RunningServer, str],
+) -> None:
+    server, key = strained
+    counted = f'easel_requests_total{{model="slow",status="{CLIENT_CLOSED_REQUEST}"}}'
+    failed = 'easel_requests_total{model="slow",status="500"}'
+    before = httpx.get(server.base_url + "/metrics", timeout=30).text
+    with pytest.raises(httpx.ReadTimeout):
+        post(server, key, 1.0, model="slow", prompt="a snail", size="256x256", user="leaver")
+    # The request's own line, whose status its usage record shares, and its access line.
+    line = wait_for_json_log(server, lambda line: line.get("user") == "leaver")
+    assert line["message"] == "generation failed" and line["status"] == CLIENT_CLOSED_REQUEST
+    access = wait_for_json_log(
+        server,
+        lambda other: (
+            other["request_id"] == line["request_id"] and other["logger"] == "easel.access"
+        ),
+    )
+    assert access["status"] == CLIENT_CLOSED_REQUEST
+    after = httpx.get(server.base_url + "/metrics", timeout=30).text
+    assert sample(after, counted) == sample(before, counted) + 1
+    assert sample(after, failed) == sample(before, failed)
+
+
+def wait_for_json_log(
+    server: RunningServer, matches: Callable[[dict[str, Any]], bool], seconds: float = 30
+) -> dict[str, Any]:
+    """The first JSON log line that `matches`, waiting for it to be written."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for text in server.log().splitlines():
+            if text.startswith("{") and matches(line := json.loads(text)):
+                return line
+        time.sleep(0.2)
+    raise AssertionError(f"no matching log line:\n{server.log()[-4000:]}")
+
+
+def sample(metrics: str, name: str) -> float:
+    """A Prometheus sample's value in a /metrics page (0 while it has none)."""
+    values = (float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(name))
+    return next(values, 0.0)

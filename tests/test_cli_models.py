@@ -6,7 +6,6 @@ a tiny pipeline, and pulls are tried offline and against an address where nothin
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +14,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from easel.weights import needed_files
 from tests.cli import run_easel
 from tests.hub_cache import add_to_hub_cache
 from tests.server import free_port
@@ -134,6 +132,16 @@ def test_rm_never_deletes_a_local_directory(tiny_sd: Path, tmp_path: Path) -> No
     assert (tiny_sd / "model_index.json").is_file()
 
 
+def test_pull_of_a_cached_model_works_offline_as_serve_does(hf_home: Path, config: Path) -> None:
+    # `easel serve` loads this model offline (test_a_cached_hub_model_generates_offline); pull
+    # selects files by the same rule, so it finds everything there and prints the snapshot.
+    result = run_easel("models", "pull", "tiny-hub", "--config", str(config), env=offline(hf_home))
+    assert result.returncode == 0, result.stderr
+    snapshot = Path(result.stdout.strip())
+    assert snapshot.is_relative_to(hf_home / "hub" / "models--easel-test--tiny-sd" / "snapshots")
+    assert (snapshot / "model_index.json").is_file()
+
+
 def test_pull_offline_says_so(tmp_path: Path) -> None:
     result = run_easel("models", "pull", "dall-e-2", env=offline(tmp_path))
     assert result.returncode == 1
@@ -188,75 +196,3 @@ def test_pull_of_a_gated_model_asks_for_a_token(tmp_path: Path, gated_hub: str) 
     assert result.returncode == 1
     message = " ".join(result.stderr.split())
     assert "some-org/gated-model is a gated model" in message and "HF_TOKEN" in message
-
-
-def test_only_the_files_the_pipeline_reads_are_fetched() -> None:
-    # The layout of stabilityai/sd-turbo: diffusers folders plus single-file checkpoints at the top.
-    model_index = {
-        "_class_name": "StableDiffusionPipeline",
-        "feature_extractor": [None, None],
-        "safety_checker": [None, None],
-        "scheduler": ["diffusers", "EulerDiscreteScheduler"],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-    }
-    repo = [
-        "README.md",
-        "model_index.json",
-        "sd_turbo.safetensors",
-        "sd_turbo_fp16.safetensors",
-        "scheduler/scheduler_config.json",
-        "text_encoder/config.json",
-        "text_encoder/model.safetensors",
-        "text_encoder/model.fp16.safetensors",
-        "text_encoder/pytorch_model.bin",
-        "tokenizer/merges.txt",
-        "tokenizer/special_tokens_map.json",
-        "tokenizer/tokenizer_config.json",
-        "tokenizer/vocab.json",
-        "unet/config.json",
-        "unet/diffusion_pytorch_model.safetensors",
-        "unet/diffusion_pytorch_model.fp16.safetensors",
-        "unet/diffusion_pytorch_model.bin",
-        "unet/diffusion_pytorch_model.onnx",
-        "unet/diffusion_flax_model.msgpack",
-        "vae/config.json",
-        "vae/diffusion_pytorch_model.safetensors",
-        "vae/diffusion_pytorch_model.fp16.safetensors",
-        "vae_1_0/config.json",
-        "vae_1_0/diffusion_pytorch_model.safetensors",
-    ]
-    assert needed_files(model_index, repo) == [
-        "model_index.json",
-        "scheduler/scheduler_config.json",
-        "text_encoder/config.json",
-        "text_encoder/model.safetensors",
-        "tokenizer/merges.txt",
-        "tokenizer/special_tokens_map.json",
-        "tokenizer/tokenizer_config.json",
-        "tokenizer/vocab.json",
-        "unet/config.json",
-        "unet/diffusion_pytorch_model.safetensors",
-        "vae/config.json",
-        "vae/diffusion_pytorch_model.safetensors",
-    ]
-    # A component without safetensors makes the whole pipeline load pickled .bin files, sharded too.
-    legacy = [f for f in repo if f != "vae/diffusion_pytorch_model.safetensors"] + [
-        "vae/diffusion_pytorch_model.bin",
-        "unet/diffusion_pytorch_model.bin.index.json",
-    ]
-    chosen = needed_files(model_index, legacy)
-    assert (
-        "unet/diffusion_pytorch_model.bin" in chosen and "vae/diffusion_pytorch_model.bin" in chosen
-    )
-    assert "unet/diffusion_pytorch_model.bin.index.json" in chosen
-    assert not any(name.endswith(".safetensors") for name in chosen)
-
-
-def test_the_tiny_pipeline_selection_is_complete(tiny_sd: Path) -> None:
-    # Every file save_pretrained wrote is one a load needs: the selection must keep them all.
-    files = sorted(str(p.relative_to(tiny_sd)) for p in tiny_sd.rglob("*") if p.is_file())
-    index = json.loads((tiny_sd / "model_index.json").read_text())
-    assert needed_files(index, files) == files

@@ -25,7 +25,7 @@ import ray
 import yaml
 from ray import serve
 
-from easel.cluster.engine_proxy import REPLICA_HEADER
+from easel.api.images.serving import REPLICA_HEADER
 from tests.images import decode_b64, fetch
 from tests.s3 import BUCKET, S3Server
 from tests.server import create_key, free_port

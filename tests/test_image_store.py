@@ -11,7 +11,7 @@ import pytest
 
 from easel.settings import Settings
 from easel.storage.images import open_image_store
-from easel.storage.local_images import LocalImageStore
+from easel.storage.local_images import LocalImageStore, UrlCheck
 
 
 def test_default_storage_is_the_data_directory(tmp_path: Path) -> None:
@@ -30,12 +30,17 @@ def test_storage_can_be_another_directory(tmp_path: Path) -> None:
 def test_local_url_is_signed_for_the_lifetime(tmp_path: Path) -> None:
     store = LocalImageStore(tmp_path, b"k" * 32, ttl_seconds=120)
     image_id = store.save(b"\x89PNG")
-    url = store.url(image_id, "https://images.example.test")
+    url = store.url(image_id, "https://images.example.test/files")
     parts = urlsplit(url)
-    assert url.startswith(f"https://images.example.test/files/images/{image_id}.png?")
+    assert url.startswith(f"https://images.example.test/files/{image_id}.png?")
     query = parse_qs(parts.query)
-    assert 110 <= int(query["expires"][0]) - time.time() <= 130
-    assert store.open(image_id, query["expires"][0], query["signature"][0]).is_file()
+    expires, signature = query["expires"][0], query["signature"][0]
+    assert 110 <= int(expires) - time.time() <= 130
+    assert store.check(image_id, expires, signature) is UrlCheck.VALID
+    assert store.path(image_id).read_bytes() == b"\x89PNG"
+    assert store.check(image_id, str(int(expires) + 1), signature) is UrlCheck.BAD_SIGNATURE
+    store.path(image_id).unlink()
+    assert store.check(image_id, expires, signature) is UrlCheck.NO_LONGER_STORED
 
 
 def test_local_sweep_deletes_only_images_past_their_lifetime(tmp_path: Path) -> None:

@@ -117,3 +117,20 @@ def test_path_traversal_never_reveals_files(server: RunningServer, path: str) ->
     assert response.status_code in (403, 404)
     assert b"SQLite" not in response.content
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    "expires",
+    [
+        "²",  # a digit to str.isdigit, not to int()
+        "9" * 5000,  # more digits than int() converts
+        "-5",
+        "1e12",
+        "",
+    ],
+)
+def test_malformed_expiry_is_403_in_the_envelope(client: openai.OpenAI, expires: str) -> None:
+    response = httpx.get(_with_query(make_url(client), expires=expires))
+    assert response.status_code == 403
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "invalid_signature"

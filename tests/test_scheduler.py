@@ -13,10 +13,10 @@ import pytest
 
 from easel.api.app import scheduler_config
 from easel.catalog import Catalog, GenerationPlan
+from easel.engine.engine import Engine
 from easel.engine.faults import OOM_ENV
-from easel.engine.generate import GeneratedImage
 from easel.engine.jobs import Job, Part, split_parts
-from easel.engine.worker import Engine
+from easel.engine.types import GeneratedImage
 from easel.errors import DeadlineExceededError, RateLimitError, ServerError
 from easel.settings import Settings
 
@@ -71,9 +71,10 @@ def run_together(
     i * seed_step. Shuts the engine down afterwards."""
 
     async def scenario() -> list[list[GeneratedImage]]:
-        return await asyncio.gather(
+        generations = await asyncio.gather(
             *(engine.generate(p, seed=seed_step * i) for i, p in enumerate(plans))
         )
+        return [generation.images for generation in generations]
 
     try:
         return run.run_until_complete(scenario())
@@ -200,7 +201,7 @@ def test_deadline_ends_the_request_with_an_envelope(
         # The engine keeps serving.
         images = run.run_until_complete(
             engine.generate(plan(catalog), seed=3, deadline_seconds=300)
-        )
+        ).images
     finally:
         run.run_until_complete(engine.shutdown())
     assert seeds(images) == [3]
@@ -294,7 +295,7 @@ def test_single_image_that_does_not_fit_fails_alone(
         assert excinfo.value.code == "out_of_memory"
         assert excinfo.value.headers["x-should-retry"] == "false"
         monkeypatch.delenv(OOM_ENV)
-        images = run.run_until_complete(engine.generate(plan(catalog), seed=2))
+        images = run.run_until_complete(engine.generate(plan(catalog), seed=2)).images
     finally:
         run.run_until_complete(engine.shutdown())
     assert seeds(images) == [2]

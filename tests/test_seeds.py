@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -9,7 +12,12 @@ import openai
 import pytest
 from PIL import Image
 
-from easel.engine.generate import MAX_SEED
+from easel.api.app import scheduler_config
+from easel.api.images.protocol import CreateImageRequest
+from easel.catalog import Catalog
+from easel.engine.engine import Engine
+from easel.engine.types import MAX_SEED
+from easel.settings import Settings
 from tests.images import decode_b64, fetch
 from tests.server import RunningServer
 from tests.test_errors import assert_envelope, post
@@ -135,3 +143,34 @@ def test_models_describe_what_each_model_accepts(client: openai.OpenAI) -> None:
     dall_e_2 = (listed["dall-e-2"].model_extra or {})["easel"]
     assert dall_e_2["styles"] == [] and dall_e_2["default_style"] is None
     assert dall_e_2["max_n"] == 10 and dall_e_2["qualities"] == ["standard"]
+
+
+def test_drawn_seeds_of_a_large_request_can_all_be_sent_back(
+    tiny_sd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "models.yaml"
+    config.write_text(
+        "models:\n"
+        "  many:\n"
+        f"    source: {tiny_sd}\n"
+        "    max_n: 32\n"
+        "    sizes: [64x64]\n"
+        "    default_size: 64x64\n"
+        "    qualities: {standard: {steps: 1, guidance_scale: 0}}\n"
+    )
+    catalog = Catalog.build(config)
+    spec = catalog.get("many")
+    request = CreateImageRequest.parse({"model": "many", "prompt": "a cat", "n": 32})
+    # Fault injection: the draw is random, and only its top end can overflow; no real request can
+    # be made to land there, so the draw is forced to the highest value it may return.
+    monkeypatch.setattr(secrets, "randbelow", lambda bound: bound - 1)
+    engine = Engine(catalog, config=scheduler_config(Settings()))
+    try:
+        generation = asyncio.run(engine.generate(request.resolve(spec).plan))
+    finally:
+        asyncio.run(engine.shutdown())
+    seeds = [image.seed for image in generation.images]
+    assert seeds == list(range(seeds[0], seeds[0] + 32)) and seeds[-1] <= MAX_SEED
+    # The server takes each seed it reported back: the first one for the same request too.
+    sent_back = request.model_copy(update={"seed": seeds[0]})
+    assert sent_back.resolve(spec).seed == seeds[0]

@@ -12,10 +12,10 @@ import torch
 
 from easel.api.app import scheduler_config
 from easel.catalog import Catalog
+from easel.engine.engine import Engine
 from easel.engine.generate import to_uint8
 from easel.engine.loader import load_pipeline
 from easel.engine.tuning import tune_for_serving
-from easel.engine.worker import Engine
 from easel.settings import Settings
 
 

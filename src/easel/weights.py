@@ -1,23 +1,14 @@
-"""Model weights on disk: what the Hugging Face cache holds for a model, fetching only the files its
-pipeline needs, and freeing the space again. Everything goes through huggingface_hub's own API."""
+"""Model weights on disk: what the Hugging Face cache holds for a model, fetching the files its
+pipeline loads (as `easel serve` does), and freeing the space again."""
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from huggingface_hub import (
-    CachedRepoInfo,
-    DeleteCacheStrategy,
-    HfApi,
-    HFCacheInfo,
-    hf_hub_download,
-    scan_cache_dir,
-    snapshot_download,
-)
+from huggingface_hub import CachedRepoInfo, DeleteCacheStrategy, HFCacheInfo, scan_cache_dir
 from huggingface_hub.errors import (
     CacheNotFound,
     EntryNotFoundError,
@@ -27,21 +18,11 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
-from easel.engine.loader import looks_like_path
+from easel.engine.loader import download, looks_like_path
 
 PIPELINE_INDEX = "model_index.json"
 
-# The weight files diffusers and transformers load by name, optionally sharded, and their indexes.
-_WEIGHT_FILE = re.compile(
-    r"^(diffusion_pytorch_model|model|pytorch_model)(-\d{5}-of-\d{5})?\.(safetensors|bin)$"
-)
-_WEIGHT_INDEX = re.compile(
-    r"^(diffusion_pytorch_model|model|pytorch_model)\.(safetensors|bin)\.index\.json$"
-)
-# Other serialisations of the same weights (and fp16/ema variants) that a PyTorch load never reads.
-_OTHER_WEIGHTS = re.compile(
-    r"\.(safetensors|bin|ckpt|pt|pth|msgpack|h5|onnx|onnx_data|pb|gguf|xml)$"
-)
+E = TypeVar("E", bound=BaseException)
 
 
 class WeightsError(RuntimeError):
@@ -80,84 +61,72 @@ def local_weights(source: str) -> LocalWeights | None:
     )
 
 
-def needed_files(model_index: dict[str, object], filenames: Iterable[str]) -> list[str]:
-    """The files a PyTorch pipeline load reads from a hub repository, and no other copy of them.
-
-    Only the component folders named in model_index.json are fetched (repositories often also hold
-    single-file checkpoints at the top level), each weight in one format: safetensors when every
-    component has it, else the pickled .bin files, never fp16/ema variants, ONNX, Flax or OpenVINO.
-    """
-    components = {name for name, value in model_index.items() if _is_component(value)}
-    by_folder: dict[str, list[str]] = {}
-    for filename in filenames:
-        folder, _, name = filename.rpartition("/")
-        if folder in components:
-            by_folder.setdefault(folder, []).append(name)
-    weighted = [names for names in by_folder.values() if any(_WEIGHT_FILE.match(n) for n in names)]
-    use_safetensors = all(
-        any(_WEIGHT_FILE.match(n) and n.endswith(".safetensors") for n in names)
-        for names in weighted
-    )
-    kind = ".safetensors" if use_safetensors else ".bin"
-    chosen = [PIPELINE_INDEX]
-    for folder, names in sorted(by_folder.items()):
-        for name in sorted(names):
-            is_weight = bool(_WEIGHT_FILE.match(name) or _WEIGHT_INDEX.match(name))
-            if (is_weight and kind in name) or (not is_weight and not _OTHER_WEIGHTS.search(name)):
-                chosen.append(f"{folder}/{name}")
-    return chosen
-
-
-def _is_component(value: object) -> bool:
-    # Components are ["library", "ClassName"]; optional ones left out are [null, null].
-    return isinstance(value, list) and len(value) == 2 and value[0] is not None
-
-
 def pull(repo_id: str) -> Path:
-    """Download what the pipeline needs into the hub cache, with huggingface_hub's progress bars.
+    """Download the files `easel serve` loads for `repo_id` into the hub cache (its loader's own
+    `download`), with huggingface_hub's progress bars.
 
     Files already complete are skipped and partly downloaded ones resume, so running it again
     after an interruption carries on where it stopped.
     """
     try:
-        filenames = [sibling.rfilename for sibling in HfApi().model_info(repo_id).siblings or ()]
-        index_path = hf_hub_download(repo_id, PIPELINE_INDEX)
-        model_index = json.loads(Path(index_path).read_text(encoding="utf-8"))
-        files = needed_files(model_index, filenames)
-        return Path(snapshot_download(repo_id, allow_patterns=files))
-    except GatedRepoError as exc:
-        raise WeightsError(
+        return download(repo_id)
+    except Exception as exc:
+        error = _pull_error(repo_id, exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _pull_error(repo_id: str, exc: BaseException) -> WeightsError | None:
+    """What to tell the user about a failed pull, from the hub's error wherever it is in the
+    chain (diffusers re-raises a failed metadata fetch as an OSError caused by it)."""
+    causes = list(_chain(exc))
+    if _first(causes, GatedRepoError):
+        return WeightsError(
             f"{repo_id} is a gated model: accept its licence at https://huggingface.co/{repo_id} "
             "while logged in, then set HF_TOKEN to an access token of that account."
-        ) from exc
-    except RepositoryNotFoundError as exc:
-        raise WeightsError(
+        )
+    if _first(causes, RepositoryNotFoundError):
+        return WeightsError(
             f"{repo_id} was not found on the Hugging Face hub (or it is private: set HF_TOKEN)."
-        ) from exc
-    except EntryNotFoundError as exc:
-        if isinstance(exc, FileNotFoundError):  # the local-cache flavour: we could not connect
-            raise _offline(repo_id, exc) from exc
-        raise WeightsError(
+        )
+    offline = _first(causes, OfflineModeIsEnabled)
+    if offline is not None:
+        return _offline(repo_id, offline)
+    connection = next((cause for cause in causes if _is_connection_problem(cause)), None)
+    if connection is not None:
+        return _offline(repo_id, connection)
+    if _first(causes, EntryNotFoundError):
+        return WeightsError(
             f"{repo_id} has no {PIPELINE_INDEX}: it is not a diffusers pipeline repository."
-        ) from exc
-    except HfHubHTTPError as exc:
-        raise WeightsError(
-            f"the Hugging Face hub refused the download of {repo_id}: {exc}"
-        ) from exc
-    except Exception as exc:
-        if _is_connection_problem(exc):
-            raise _offline(repo_id, exc) from exc
-        raise
+        )
+    http = _first(causes, HfHubHTTPError)
+    if http is not None:
+        return WeightsError(f"the Hugging Face hub refused the download of {repo_id}: {http}")
+    return None
 
 
-def _is_connection_problem(exc: Exception) -> bool:
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _first(causes: list[BaseException], kind: type[E]) -> E | None:
+    return next((cause for cause in causes if isinstance(cause, kind)), None)
+
+
+def _is_connection_problem(exc: BaseException) -> bool:
     # huggingface_hub has used requests, httpx and httpx2 over its versions; each names its
-    # network failures ConnectionError or TransportError (offline mode is a ConnectionError too).
+    # network failures ConnectionError or TransportError.
     return any(cls.__name__ in ("ConnectionError", "TransportError") for cls in type(exc).__mro__)
 
 
-def _offline(repo_id: str, exc: Exception) -> WeightsError:
-    if isinstance(exc, OfflineModeIsEnabled) or "offline" in str(exc).lower():
+def _offline(repo_id: str, exc: BaseException) -> WeightsError:
+    if isinstance(exc, OfflineModeIsEnabled):
         reason = "HF_HUB_OFFLINE is set, so downloads are switched off. Unset it to download"
     else:
         reason = f"the Hugging Face hub cannot be reached ({type(exc).__name__}). Check the network"

@@ -16,12 +16,13 @@ from easel.api.body_timeout import BodyTimeoutMiddleware
 from easel.api.errors import install_error_handlers
 from easel.api.images import router as images
 from easel.api.middleware import RequestContextMiddleware
-from easel.api.state import AppServices, ImageEngine
+from easel.api.state import AppServices
 from easel.background import cancel_and_wait
 from easel.catalog import Catalog
 from easel.db.database import Database
+from easel.engine.engine import Engine
 from easel.engine.scheduler import SchedulerConfig
-from easel.engine.worker import Engine
+from easel.engine.types import ImageEngine
 from easel.keys.store import KeyStore
 from easel.limits.limiter import Limiter
 from easel.observability import metrics

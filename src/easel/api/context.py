@@ -1,5 +1,5 @@
-"""Per-request context: the request id that ties a response to its log lines, and headers that
-code deep in a request adds to its response."""
+"""Per-request context: the request id that ties a response to its log lines, and the headers
+the request's code adds to its response."""
 
 from __future__ import annotations
 
@@ -17,13 +17,6 @@ def current_response_headers() -> dict[str, str]:
     """The headers the current request's response will carry (a detached dict outside a request)."""
     headers = response_headers_var.get()
     return headers if headers is not None else {}
-
-
-def add_response_header(name: str, value: str) -> None:
-    """Send `name: value` with the current request's response (no-op outside a request)."""
-    headers = response_headers_var.get()
-    if headers is not None:
-        headers[name] = value
 
 
 class RequestIdLogFilter(logging.Filter):

@@ -8,8 +8,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from easel.api.state import services
-from easel.errors import NotFoundError
-from easel.storage.local_images import IMAGE_ROUTE, LocalImageStore
+from easel.errors import EaselError, GoneError, NotFoundError, PermissionDeniedError
+from easel.storage.local_images import LocalImageStore, UrlCheck
+
+# Where this server serves the local store's images; object storage serves its own.
+IMAGE_ROUTE = "/files/images"
 
 router = APIRouter()
 
@@ -18,14 +21,39 @@ router = APIRouter()
 async def image_file(
     filename: str, request: Request, expires: str | None = None, signature: str | None = None
 ) -> FileResponse:
-    image_id, dot, extension = filename.partition(".")
-    if not dot or extension != "png":
-        raise NotFoundError("No such image.", code="image_not_found")
     store = services(request).images
-    if not isinstance(store, LocalImageStore):  # object storage answers its own URLs
-        raise NotFoundError("No such image.", code="image_not_found")
-    path = store.open(image_id, expires, signature)
+    image_id, dot, extension = filename.partition(".")
+    if not dot or extension != "png" or not isinstance(store, LocalImageStore):
+        raise _refusal(UrlCheck.UNKNOWN_IMAGE)
+    check = store.check(image_id, expires, signature)
+    if check is not UrlCheck.VALID:
+        raise _refusal(check)
+    # A valid URL's `expires` is a short run of ASCII digits.
     max_age = max(0, int(expires or 0) - int(time.time()))
     return FileResponse(
-        path, media_type="image/png", headers={"Cache-Control": f"private, max-age={max_age}"}
+        store.path(image_id),
+        media_type="image/png",
+        headers={"Cache-Control": f"private, max-age={max_age}"},
     )
+
+
+def _refusal(check: UrlCheck) -> EaselError:
+    """The client's error for a URL that does not open its image: 404 for an image this server
+    never had, 403 for a URL it did not sign, 410 once the URL or the image is past its time."""
+    match check:
+        case UrlCheck.UNSIGNED:
+            return PermissionDeniedError(
+                "This image URL is not signed.", param="signature", code="invalid_signature"
+            )
+        case UrlCheck.BAD_SIGNATURE:
+            return PermissionDeniedError(
+                "This image URL's signature is not valid.",
+                param="signature",
+                code="invalid_signature",
+            )
+        case UrlCheck.EXPIRED:
+            return GoneError("This image URL has expired.", code="url_expired")
+        case UrlCheck.NO_LONGER_STORED:
+            return GoneError("This image is no longer stored.", code="url_expired")
+        case _:
+            return NotFoundError("No such image.", code="image_not_found")

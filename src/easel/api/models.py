@@ -14,7 +14,7 @@ from easel.api.auth import AuthorizedKey
 from easel.api.images.protocol import RESPONSE_FORMATS
 from easel.api.state import AppServices, services
 from easel.catalog import ModelSpec
-from easel.engine.generate import MAX_SEED
+from easel.engine.types import MAX_SEED
 from easel.limits.limiter import require_model
 
 router = APIRouter()

@@ -101,6 +101,7 @@ class GenerationPlan:
     prompt: str
     negative_prompt: str | None
     n: int
+    size: str  # as the request gave it (or the model's default): what usage is reported by
     width: int
     height: int
     steps: int
@@ -181,6 +182,7 @@ class ModelSpec(BaseModel):
             prompt=pipeline_prompt,
             negative_prompt=style_preset.negative_prompt or self.negative_prompt,
             n=count,
+            size=size,
             width=width,
             height=height,
             steps=preset.steps,

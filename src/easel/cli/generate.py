@@ -30,8 +30,8 @@ from easel.errors import EaselError
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
 
-    from easel.engine.generate import GeneratedImage
-    from easel.engine.worker import Engine
+    from easel.engine.engine import Engine
+    from easel.engine.types import GeneratedImage
 
 err = Console(stderr=True)
 
@@ -60,7 +60,7 @@ def generate(
     """Generate images locally and write them as PNG files; prints the paths it wrote."""
     from easel.api.app import scheduler_config
     from easel.api.images.protocol import CreateImageRequest
-    from easel.engine.worker import Engine
+    from easel.engine.engine import Engine
 
     # The server's engine, scheduler included, with the EASEL_* batch settings; no deadline: the
     # user is watching the progress bar.
@@ -76,7 +76,8 @@ def generate(
         "seed": seed,
     }
     try:
-        job = CreateImageRequest.parse(body).resolve(catalog)
+        request = CreateImageRequest.parse(body)
+        job = request.resolve(catalog.get(request.model_name))
     except EaselError as exc:
         option = f"--{exc.param}: " if exc.param and exc.param != "prompt" else ""
         err.print(f"[red]easel generate: {option}{exc.message}[/red]")
@@ -132,7 +133,7 @@ def _run(
         # The instance attribute shadows the method for this one pipeline object only.
         pipe.progress_bar = _StepProgress(progress, task)  # type: ignore[attr-defined]
         try:
-            return asyncio.run(engine.generate(plan, seed))
+            return asyncio.run(engine.generate(plan, seed=seed)).images
         except Exception as exc:  # a pipeline that fails mid-way: say so, no traceback
             reason = f"{type(exc).__name__}: {exc}"
             err.print(f"[red]easel generate: the {plan.model} pipeline failed: {reason}[/red]")

@@ -17,13 +17,10 @@ from ray.serve.exceptions import (
 )
 from ray.serve.handle import DeploymentHandle
 
-from easel.api.context import add_response_header
 from easel.background import cancel_and_wait
 from easel.catalog import GenerationPlan
-from easel.cluster.model import ReplicaOutput, ReplicaState
-from easel.engine.generate import GeneratedImage
-from easel.engine.timing import GenerationTiming
-from easel.engine.worker import ModelState
+from easel.cluster.model import ReplicaState
+from easel.engine.types import Generation, ModelState
 from easel.errors import EaselError, RateLimitError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
@@ -32,11 +29,10 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 2
 STATE_POLL_SECONDS = 2.0
 STATE_TIMEOUT = 5.0
-REPLICA_HEADER = "x-easel-replica"
 
 
 class DeploymentEngine:
-    """Same calls as `easel.engine.worker.Engine`; the work happens in the model deployments."""
+    """An `ImageEngine` whose work happens in the model deployments."""
 
     # The ingress holds no pipeline: accelerator metrics come from the replicas' own processes.
     device = torch.device("cpu")
@@ -83,9 +79,11 @@ class DeploymentEngine:
     async def generate(
         self,
         plan: GenerationPlan,
+        *,
         seed: int | None = None,
-        timing: GenerationTiming | None = None,
-    ) -> list[GeneratedImage]:
+        deadline_seconds: float | None = None,
+    ) -> Generation:
+        """See `ImageEngine.generate`; the result names the replica that made it."""
         if plan.model in self._undeployed:
             raise ServiceUnavailableError(
                 f"The model `{plan.model}` is not available: {self._undeployed[plan.model]}",
@@ -97,7 +95,9 @@ class DeploymentEngine:
         lost: Exception | None = None
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                output: ReplicaOutput = await handle.generate.remote(plan, seed)
+                generation: Generation = await handle.generate.remote(
+                    plan, seed=seed, deadline_seconds=deadline_seconds
+                )
             except BackPressureError as exc:
                 raise _busy(plan.model, exc) from None
             except RayTaskError as exc:
@@ -115,11 +115,7 @@ class DeploymentEngine:
                 log.warning("a replica of %s was lost (attempt %d): %s", plan.model, attempt, exc)
                 lost = exc
                 continue
-            add_response_header(REPLICA_HEADER, output.replica)
-            if timing is not None:
-                timing.queued_seconds = output.timing.queued_seconds
-                timing.generating_seconds = output.timing.generating_seconds
-            return output.images
+            return generation
         raise ServiceUnavailableError(
             f"The replica generating with `{plan.model}` stopped before it finished; the cluster "
             "is restarting it. Please retry the request.",

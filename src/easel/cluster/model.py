@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -12,17 +13,9 @@ from easel.api.app import scheduler_config
 from easel.catalog import Catalog, GenerationPlan, ModelSpec
 from easel.cluster.logs import send_easel_logs_to_serve
 from easel.cluster.resources import DeploymentDemand
-from easel.engine.generate import GeneratedImage
-from easel.engine.timing import GenerationTiming
-from easel.engine.worker import Engine, ModelState
+from easel.engine.engine import Engine
+from easel.engine.types import Generation, ModelState
 from easel.settings import load_settings
-
-
-@dataclass(frozen=True)
-class ReplicaOutput:
-    images: list[GeneratedImage]
-    replica: str  # which replica made them: deployment#id, process and node
-    timing: GenerationTiming
 
 
 @dataclass(frozen=True)
@@ -41,15 +34,22 @@ class ModelReplica:
         self._engine = Engine(Catalog([spec]), config=scheduler_config(load_settings()))
         self._engine.start()
         context = serve.get_replica_context()
+        # Which replica made a generation: deployment#id, process and node.
         self.identity = (
             f"{context.deployment}#{context.replica_id.unique_id} "
             f"pid={os.getpid()} node={ray.util.get_node_ip_address()}"
         )
 
-    async def generate(self, plan: GenerationPlan, seed: int | None = None) -> ReplicaOutput:
-        timing = GenerationTiming()
-        images = await self._engine.generate(plan, seed, timing=timing)
-        return ReplicaOutput(images, self.identity, timing)
+    async def generate(
+        self,
+        plan: GenerationPlan,
+        *,
+        seed: int | None = None,
+        deadline_seconds: float | None = None,
+    ) -> Generation:
+        """`Engine.generate`, with this replica's identity on the result."""
+        generation = await self._engine.generate(plan, seed=seed, deadline_seconds=deadline_seconds)
+        return dataclasses.replace(generation, replica=self.identity)
 
     def state(self) -> ReplicaState:
         (state,) = self._engine.states().values()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from easel.catalog import GenerationPlan
-from easel.engine.generate import GeneratedImage
+from easel.engine.types import GeneratedImage
 
 
 def png_text(plan: GenerationPlan, image: GeneratedImage) -> dict[str, str]:

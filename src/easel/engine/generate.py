@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,20 +12,10 @@ import torch
 from diffusers import DiffusionPipeline
 
 from easel.engine.faults import check_injected_oom
+from easel.engine.types import GeneratedImage, highest_first_seed
 
 if TYPE_CHECKING:
     from easel.engine.jobs import BatchKey, Part
-
-MAX_SEED = 2**32 - 1
-
-
-@dataclass(frozen=True)
-class GeneratedImage:
-    pixels: np.ndarray  # height x width x 3, uint8
-    seed: int
-    generated_width: int
-    generated_height: int
-    batch_images: int = 1  # images in the pipeline call that made this one
 
 
 class BatchAbandoned(Exception):
@@ -37,8 +26,9 @@ class BatchAbandoned(Exception):
         self.step = step
 
 
-def draw_seed() -> int:
-    return secrets.randbelow(MAX_SEED - 16)
+def draw_seed(n: int) -> int:
+    """A random first seed for a request of `n` images, low enough that all n seeds are valid."""
+    return secrets.randbelow(highest_first_seed(n) + 1)
 
 
 def run_batch(

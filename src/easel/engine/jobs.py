@@ -9,8 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from easel.catalog import GenerationPlan
-from easel.engine.generate import GeneratedImage
-from easel.engine.timing import GenerationTiming
+from easel.engine.types import GeneratedImage, GenerationTiming
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Loading a diffusers pipeline from a hub id (through huggingface_hub's cache) or a local directory."""
+"""Loading a diffusers pipeline from a hub id (through huggingface_hub's cache) or a directory."""
 
 from __future__ import annotations
 
@@ -24,8 +24,14 @@ def looks_like_path(source: str) -> bool:
     return source.startswith(("/", ".", "~")) or Path(source).expanduser().exists()
 
 
+def download(repo_id: str) -> Path:
+    """The hub snapshot of `repo_id` in the Hugging Face cache, fetching what is missing: diffusers
+    picks the files a load reads (the pipeline's components, one weight format, no variants)."""
+    return Path(DiffusionPipeline.download(repo_id))
+
+
 def resolve_source(source: str) -> Path:
-    """A local directory for `source`: the directory itself, or the hub snapshot, downloaded once."""
+    """A local directory for `source`: the directory itself, or its hub snapshot (fetched once)."""
     if looks_like_path(source):
         path = Path(source).expanduser()
         if not (path / "model_index.json").is_file():
@@ -35,8 +41,7 @@ def resolve_source(source: str) -> Path:
             )
         return path
     try:
-        # download() picks the files the pipeline needs (one weight format) into the HF cache.
-        return Path(DiffusionPipeline.download(source))
+        return download(source)
     except Exception as exc:
         raise ModelLoadError(
             f"could not fetch {source!r} from the Hugging Face hub ({type(exc).__name__}: {exc}). "

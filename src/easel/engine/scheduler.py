@@ -24,11 +24,11 @@ from diffusers import DiffusionPipeline
 from easel.background import cancel_and_wait
 from easel.catalog import GenerationPlan
 from easel.engine.batch_sizing import BatchSizer
-from easel.engine.generate import BatchAbandoned, GeneratedImage, run_batch
+from easel.engine.generate import BatchAbandoned, run_batch
 from easel.engine.jobs import BatchKey, Job, Part, batch_images, split_parts
 from easel.engine.resolution import generation_size
 from easel.engine.running_average import RunningAverage
-from easel.engine.timing import GenerationTiming
+from easel.engine.types import GeneratedImage, Generation
 from easel.errors import DeadlineExceededError, EaselError, RateLimitError, ServerError
 from easel.observability.metrics import observe_batch_size, set_batch_limit, set_queue_depth
 
@@ -125,18 +125,14 @@ class BatchScheduler:
         return sum(job.undispatched for job in self._pending)
 
     async def generate(
-        self,
-        plan: GenerationPlan,
-        seed: int,
-        deadline_seconds: float | None,
-        timing: GenerationTiming | None = None,
-    ) -> list[GeneratedImage]:
+        self, plan: GenerationPlan, *, seed: int, deadline_seconds: float | None
+    ) -> Generation:
         """Queue the plan and wait for its images. Cancelling the caller cancels the request:
         removed from the queue, or its batch stopped once no request in it is left."""
-        job = self._submit(plan, seed, timing or GenerationTiming())
+        job = self._submit(plan, seed)
         try:
             async with asyncio.timeout(deadline_seconds):
-                return await asyncio.shield(job.future)
+                return Generation(await asyncio.shield(job.future), job.timing)
         except TimeoutError:
             self._cancel(job, "its deadline passed")
             self.stats.deadline_exceeded += 1
@@ -161,7 +157,7 @@ class BatchScheduler:
     def _queue_changed(self) -> None:
         set_queue_depth(self.model, self.queued_images)
 
-    def _submit(self, plan: GenerationPlan, seed: int, timing: GenerationTiming) -> Job:
+    def _submit(self, plan: GenerationPlan, seed: int) -> Job:
         queued = self.queued_images
         if queued and queued + plan.n > self.config.queue_images:
             self.stats.queue_full += 1
@@ -176,7 +172,7 @@ class BatchScheduler:
                 },
             )
         loop = asyncio.get_running_loop()
-        job = Job(plan=plan, seed=seed, future=loop.create_future(), timing=timing)
+        job = Job(plan=plan, seed=seed, future=loop.create_future())
         self._note_arrival(job.enqueued_at)
         self._pending.append(job)
         self._queue_changed()

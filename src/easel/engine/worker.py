@@ -1,22 +1,20 @@
-"""The engine: one worker per catalog model, which loads its pipeline once and batches requests."""
+"""One catalog model's worker: loads its pipeline once, then batches its requests."""
 
 from __future__ import annotations
 
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from enum import Enum
 
 import torch
 from diffusers import DiffusionPipeline
 
-from easel.catalog import Catalog, GenerationPlan, ModelSpec
-from easel.engine.device import best_device, dtype_for
-from easel.engine.generate import GeneratedImage, draw_seed
+from easel.catalog import GenerationPlan, ModelSpec
+from easel.engine.generate import draw_seed
 from easel.engine.loader import ModelLoadError, load_pipeline
 from easel.engine.scheduler import BatchScheduler, SchedulerConfig
-from easel.engine.timing import GenerationTiming
 from easel.engine.tuning import tune_for_serving
+from easel.engine.types import Generation, ModelState
 from easel.errors import ServiceUnavailableError
 
 log = logging.getLogger(__name__)
@@ -24,12 +22,6 @@ log = logging.getLogger(__name__)
 # After a failed load, a new request tries again only after this many seconds, so a model with
 # missing weights answers 503 at once instead of re-attempting a slow download on every request.
 RELOAD_BACKOFF_SECONDS = 30.0
-
-
-class ModelState(str, Enum):
-    LOADING = "loading"
-    READY = "ready"
-    FAILED = "failed"
 
 
 class ModelWorker:
@@ -61,18 +53,23 @@ class ModelWorker:
     async def generate(
         self,
         plan: GenerationPlan,
+        *,
         seed: int | None = None,
         deadline_seconds: float | None = None,
-        timing: GenerationTiming | None = None,
-    ) -> list[GeneratedImage]:
+    ) -> Generation:
+        """As `ImageEngine.generate`, for this worker's model."""
         if (
             self.state is ModelState.FAILED
             and time.monotonic() - self._failed_at < RELOAD_BACKOFF_SECONDS
         ):
             raise self._unavailable()
-        chosen_seed = draw_seed() if seed is None else seed
-        deadline = self.config.deadline_seconds if deadline_seconds is None else deadline_seconds
-        return await self.scheduler.generate(plan, chosen_seed, deadline, timing)
+        return await self.scheduler.generate(
+            plan,
+            seed=draw_seed(plan.n) if seed is None else seed,
+            deadline_seconds=self.config.deadline_seconds
+            if deadline_seconds is None
+            else deadline_seconds,
+        )
 
     def pipeline(self) -> DiffusionPipeline:
         """The pipeline, loaded on the worker thread if need be, or 503 `model_unavailable`."""
@@ -132,68 +129,3 @@ class ModelWorker:
             # The load is retried only after the backoff: an SDK retrying at once would only hang.
             headers={"Retry-After": str(int(RELOAD_BACKOFF_SECONDS)), "x-should-retry": "false"},
         )
-
-
-class Engine:
-    """All model workers of a catalog, on one device, each with its own queue and batcher."""
-
-    def __init__(
-        self,
-        catalog: Catalog,
-        config: SchedulerConfig,
-        device: torch.device | None = None,
-    ) -> None:
-        self.device = device or best_device()
-        dtype = dtype_for(self.device)
-        self.workers = {
-            spec.name: ModelWorker(spec, self.device, dtype, config) for spec in catalog
-        }
-
-    def start(self) -> None:
-        for worker in self.workers.values():
-            worker.start_loading()
-
-    async def generate(
-        self,
-        plan: GenerationPlan,
-        seed: int | None = None,
-        timing: GenerationTiming | None = None,
-        *,
-        deadline_seconds: float | None = None,
-    ) -> list[GeneratedImage]:
-        """The plan's images; image i is seeded with `seed + i` (a random seed when None).
-
-        Raises 429 `queue_full` when the model's queue is full, 504 `deadline_exceeded` after
-        `deadline_seconds` (default: the configured deadline). Cancelling the awaiting task
-        withdraws the request. `timing`, when given, is filled with the seconds the request
-        waited (a model load included) and spent in pipeline calls.
-        """
-        worker = self.workers[plan.model]
-        return await worker.generate(plan, seed, deadline_seconds, timing)
-
-    def states(self) -> dict[str, ModelState]:
-        return {name: worker.state for name, worker in self.workers.items()}
-
-    def pipeline(self, model: str) -> DiffusionPipeline:
-        """`model`'s loaded pipeline (waiting for its load), or 503 `model_unavailable`."""
-        return self.workers[model].pipeline()
-
-    def load_seconds(self) -> dict[str, float | None]:
-        """How long each model's last successful load took (None while it has none)."""
-        return {name: worker.load_seconds for name, worker in self.workers.items()}
-
-    def stats(self) -> dict[str, dict[str, object]]:
-        """Per model: what its scheduler did, and the batch size limits it measured."""
-        return {
-            name: {
-                **worker.scheduler.stats.snapshot(),
-                "batch_limits": worker.scheduler.sizer.snapshot(),
-            }
-            for name, worker in self.workers.items()
-        }
-
-    async def shutdown(self) -> None:
-        """Cancel every queued request and stop the batchers; a running batch finishes on its own
-        thread, its results unused."""
-        for worker in self.workers.values():
-            await worker.shutdown()

@@ -1,16 +1,17 @@
-"""Prometheus metrics. The serving layer observes requests and their phases; the engine reports what
-only it knows (batch sizes, queue depth) through the `observe_*`/`set_*` functions below; model state,
-load times and accelerator memory are read from the engine when Prometheus scrapes."""
+"""Prometheus metrics. The serving layer observes requests and their phases; the engine reports
+what only it knows (batch sizes, queue depth) through the `observe_*`/`set_*` functions below;
+model state, load times and accelerator memory are read from the engine when Prometheus scrapes."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Protocol
 
 import torch
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from easel.engine.types import ImageEngine, ModelState
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 60, 120, 300)
 
@@ -27,7 +28,8 @@ LIMIT_REFUSALS = Counter(
 )
 QUEUE_SECONDS = Histogram(
     "easel_queue_seconds",
-    "Seconds a request waited in the engine before its pipeline call started (model loads included).",
+    "Seconds a request waited in the engine before its pipeline call started "
+    "(model loads included).",
     ["model"],
     buckets=_LATENCY_BUCKETS,
 )
@@ -81,20 +83,10 @@ def set_queue_depth(model: str, depth: int) -> None:
     QUEUE_DEPTH.labels(model).set(depth)
 
 
-class EngineView(Protocol):
-    """The read-only part of the engine the collector needs."""
-
-    device: torch.device
-
-    def states(self) -> dict[str, object]: ...
-
-    def load_seconds(self) -> dict[str, float | None]: ...
-
-
 class EngineCollector(Collector):
     """Reads model states, load times and accelerator memory from the engine at scrape time."""
 
-    def __init__(self, engine: EngineView) -> None:
+    def __init__(self, engine: ImageEngine) -> None:
         self._engine = engine
 
     def collect(self) -> Iterator[Metric]:
@@ -104,8 +96,7 @@ class EngineCollector(Collector):
             labels=["model", "state"],
         )
         for model, state in self._engine.states().items():
-            value = getattr(state, "value", str(state))
-            ready.add_metric([model, value], 1.0 if value == "ready" else 0.0)
+            ready.add_metric([model, state.value], 1.0 if state is ModelState.READY else 0.0)
         yield ready
         load = GaugeMetricFamily(
             "easel_model_load_seconds",
@@ -127,8 +118,8 @@ def _accelerator_memory(device: torch.device) -> Iterator[Metric]:
         return
     memory = GaugeMetricFamily(
         "easel_accelerator_memory_bytes",
-        "Accelerator memory held by PyTorch: allocated to tensors, reserved by the caching allocator, "
-        "and the device's total.",
+        "Accelerator memory held by PyTorch: allocated to tensors, reserved by the caching "
+        "allocator, and the device's total.",
         labels=["device", "kind"],
     )
     index = device.index if device.index is not None else torch.cuda.current_device()
@@ -139,7 +130,7 @@ def _accelerator_memory(device: torch.device) -> Iterator[Metric]:
     yield memory
 
 
-def register_engine(engine: EngineView) -> EngineCollector:
+def register_engine(engine: ImageEngine) -> EngineCollector:
     collector = EngineCollector(engine)
     REGISTRY.register(collector)
     return collector

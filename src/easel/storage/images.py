@@ -31,15 +31,15 @@ class ImageStore(ABC):
     def url(self, image_id: str, base_url: str) -> str:
         """An absolute URL that fetches the image until its lifetime runs out.
 
-        `base_url` is what clients reach this server by; stores that serve images themselves
-        ignore it.
+        `base_url` is the absolute URL under which this server serves stored images; stores that
+        serve images themselves ignore it.
         """
 
     @abstractmethod
     def sweep(self, now: float | None = None) -> int:
         """Delete images older than the URL lifetime; returns how many were removed."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a default, not a method subclasses must write
         """Release connections; the default has none."""
 
 

@@ -5,14 +5,28 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import tempfile
 import time
+from enum import StrEnum
 from pathlib import Path
 
-from easel.errors import GoneError, NotFoundError, PermissionDeniedError
 from easel.storage.images import IMAGE_ID_PATTERN, ImageStore, new_image_id
 
-IMAGE_ROUTE = "/files/images"
+# What a signed URL's `expires` can be: a Unix time in ASCII digits, of a sane length (int()
+# refuses thousands of digits, and other scripts' digits pass str.isdigit()).
+_EXPIRES_PATTERN = re.compile(r"^[0-9]{1,12}$")
+
+
+class UrlCheck(StrEnum):
+    """What a signed URL's parts say about the image it names."""
+
+    VALID = "valid"
+    UNKNOWN_IMAGE = "unknown_image"  # not an id this store hands out
+    UNSIGNED = "unsigned"  # `expires` or `signature` missing or malformed
+    BAD_SIGNATURE = "bad_signature"
+    EXPIRED = "expired"
+    NO_LONGER_STORED = "no_longer_stored"
 
 
 class LocalImageStore(ImageStore):
@@ -30,37 +44,32 @@ class LocalImageStore(ImageStore):
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             handle.write(png)
-        os.replace(tmp, self._path(image_id))
+        os.replace(tmp, self.path(image_id))
         return image_id
 
     def url(self, image_id: str, base_url: str) -> str:
-        return base_url + self.signed_path(image_id)
+        """`{base_url}/{image_id}.png?expires=...&signature=...`."""
+        expires = int(time.time() + self.ttl_seconds)
+        signature = self._sign(image_id, expires)
+        return f"{base_url}/{image_id}.png?expires={expires}&signature={signature}"
 
-    def signed_path(self, image_id: str, now: float | None = None) -> str:
-        """The URL path and query that fetch this image until the lifetime runs out."""
-        expires = int((now if now is not None else time.time()) + self.ttl_seconds)
-        return f"{IMAGE_ROUTE}/{image_id}.png?expires={expires}&signature={self._sign(image_id, expires)}"
-
-    def open(self, image_id: str, expires: str | None, signature: str | None) -> Path:
-        """The file behind a signed URL; 404 unknown, 403 bad signature, 410 expired."""
+    def check(self, image_id: str, expires: str | None, signature: str | None) -> UrlCheck:
+        """Whether a URL's image id, `expires` and `signature` open the image."""
         if not IMAGE_ID_PATTERN.match(image_id):
-            raise NotFoundError("No such image.", code="image_not_found")
-        if not expires or not signature or not expires.isdigit():
-            raise PermissionDeniedError(
-                "This image URL is not signed.", param="signature", code="invalid_signature"
-            )
+            return UrlCheck.UNKNOWN_IMAGE
+        if not expires or not signature or not _EXPIRES_PATTERN.match(expires):
+            return UrlCheck.UNSIGNED
         if not hmac.compare_digest(self._sign(image_id, int(expires)), signature):
-            raise PermissionDeniedError(
-                "This image URL's signature is not valid.",
-                param="signature",
-                code="invalid_signature",
-            )
+            return UrlCheck.BAD_SIGNATURE
         if int(expires) < time.time():
-            raise GoneError("This image URL has expired.", code="url_expired")
-        path = self._path(image_id)
-        if not path.is_file():
-            raise GoneError("This image is no longer stored.", code="url_expired")
-        return path
+            return UrlCheck.EXPIRED
+        if not self.path(image_id).is_file():
+            return UrlCheck.NO_LONGER_STORED
+        return UrlCheck.VALID
+
+    def path(self, image_id: str) -> Path:
+        """Where the image with this (well-formed) id is stored."""
+        return self.directory / f"{image_id}.png"
 
     def sweep(self, now: float | None = None) -> int:
         # Stray temp files of interrupted writes go too.
@@ -74,9 +83,6 @@ class LocalImageStore(ImageStore):
             except FileNotFoundError:  # removed concurrently
                 continue
         return removed
-
-    def _path(self, image_id: str) -> Path:
-        return self.directory / f"{image_id}.png"
 
     def _sign(self, image_id: str, expires: int) -> str:
         message = f"{image_id}.{expires}".encode()

@@ -14,7 +14,7 @@ from easel.api.context import request_id_var
 from easel.api.state import AppServices
 from easel.catalog import GenerationPlan
 from easel.db.database import utcnow
-from easel.engine.timing import GenerationTiming
+from easel.engine.types import GenerationTiming
 from easel.errors import EaselError
 from easel.observability import metrics
 from easel.usage.store import UsageRecord
@@ -27,27 +27,43 @@ USER_CHARS = 256
 
 @dataclass
 class Outcome:
-    """What the request's metrics are labelled with, filled in as the request is understood."""
+    """How one generation request ended: its metrics, usage record and log line all report this
+    one status. Filled in as the request is understood."""
 
     model: str = "unknown"
-    status: int = 200  # what a request that returns normally answered with
+    status: int | None = None  # None until the request ends
+
+    def end(self, error: BaseException | None) -> int:
+        """The request's status: the one already set (a client that left: 499), else what
+        `error` answers with, else 200."""
+        if self.status is None:
+            if error is None:
+                self.status = 200
+            elif isinstance(error, EaselError):
+                self.status = error.status_code
+            else:
+                self.status = 500
+        return self.status
 
 
 @contextlib.contextmanager
 def counted_request() -> Iterator[Outcome]:
     """Counts every generation request by model and status, refused ones included."""
     outcome = Outcome()
-    status = 500
+    error: BaseException | None = None
     try:
         yield outcome
-        status = outcome.status
-    except EaselError as exc:
-        status = exc.status_code
-        if exc.code in ("rate_limit_exceeded", "insufficient_quota", "model_not_allowed"):
+    except BaseException as exc:
+        error = exc
+        if isinstance(exc, EaselError) and exc.code in (
+            "rate_limit_exceeded",
+            "insufficient_quota",
+            "model_not_allowed",
+        ):
             metrics.LIMIT_REFUSALS.labels(exc.code).inc()
         raise
     finally:
-        metrics.REQUESTS.labels(outcome.model, str(status)).inc()
+        metrics.REQUESTS.labels(outcome.model, str(outcome.end(error))).inc()
 
 
 async def admit_request(services: AppServices, caller: Caller) -> None:
@@ -82,10 +98,14 @@ class Meter:
 
 @contextlib.asynccontextmanager
 async def metered(
-    services: AppServices, caller: Caller, user: str | None, plan: GenerationPlan, size: str
+    services: AppServices,
+    caller: Caller,
+    user: str | None,
+    plan: GenerationPlan,
+    outcome: Outcome,
 ) -> AsyncIterator[Meter]:
     """Admit the request's images (429 before any work is queued), then write its usage record
-    and observe its metrics however it ends."""
+    and observe its metrics however it ends, with the status of `outcome`."""
     request_id = request_id_var.get()
     try:
         admission = await asyncio.to_thread(
@@ -96,16 +116,16 @@ async def metered(
         raise
     caller.response_headers.update(admission.headers)
     meter = Meter()
-    status = 500
+    error: BaseException | None = None
     metrics.IN_FLIGHT.labels(plan.model).inc()
     try:
         yield meter
-        status = 200
-    except EaselError as exc:
-        status = exc.status_code
+    except BaseException as exc:
+        error = exc
         raise
     finally:
         metrics.IN_FLIGHT.labels(plan.model).dec()
+        status = outcome.end(error)
         delivered = meter.delivered if status == 200 else 0
         services.usage_writer.submit(
             UsageRecord(
@@ -114,7 +134,7 @@ async def metered(
                 key_id=caller.key.id,
                 user=user[:USER_CHARS] if user is not None else None,
                 model=plan.model,
-                size=size,
+                size=plan.size,
                 quality=plan.quality,
                 n=plan.n,
                 images_delivered=delivered,
@@ -125,7 +145,7 @@ async def metered(
             )
         )
         _observe(plan.model, meter, delivered)
-        _log(services, caller, user, plan, size, meter, status, delivered)
+        _log(services, caller, user, plan, meter, status, delivered)
 
 
 def _observe(model: str, meter: Meter, delivered: int) -> None:
@@ -142,7 +162,6 @@ def _log(
     caller: Caller,
     user: str | None,
     plan: GenerationPlan,
-    size: str,
     meter: Meter,
     status: int,
     delivered: int,
@@ -151,7 +170,7 @@ def _log(
         "key_id": caller.key.id,
         "user": user,
         "model": plan.model,
-        "size": size,
+        "size": plan.size,
         "quality": plan.quality,
         "n": plan.n,
         "images_delivered": delivered,

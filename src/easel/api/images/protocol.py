@@ -8,9 +8,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from easel.api.body import json_type_name
-from easel.catalog import Catalog, GenerationPlan
+from easel.catalog import GenerationPlan, ModelSpec
 from easel.catalog.spec import OUTPUT_VALUES
-from easel.engine.generate import MAX_SEED
+from easel.engine.types import MAX_SEED, highest_first_seed
 from easel.errors import InvalidRequestError, invalid_value, unknown_parameter
 
 RESPONSE_FORMATS = ("url", "b64_json")
@@ -71,9 +71,8 @@ class CreateImageRequest(BaseModel):
         being the field OpenAI asks new code to send, else `user`."""
         return self.safety_identifier if self.safety_identifier is not None else self.user
 
-    def resolve(self, catalog: Catalog) -> ImageJob:
-        """Check every field against the catalog entry of the requested model."""
-        spec = catalog.get(self.model_name)
+    def resolve(self, spec: ModelSpec) -> ImageJob:
+        """Check every field against the requested model's catalog entry."""
         response_format = self.response_format or "url"
         if response_format not in RESPONSE_FORMATS:
             raise invalid_value("response_format", response_format, RESPONSE_FORMATS)
@@ -87,8 +86,7 @@ class CreateImageRequest(BaseModel):
 
 
 def _check_seed(seed: int, n: int) -> None:
-    # The last image uses seed + n - 1, which must itself be a seed a user can send back.
-    highest = MAX_SEED - (n - 1)
+    highest = highest_first_seed(n)
     if seed < 0:
         raise InvalidRequestError(
             f"{seed} is less than the minimum of 0 - 'seed'",

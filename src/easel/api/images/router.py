@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from easel.api.auth import AuthorizedKey, caller_of
 from easel.api.body import read_json_object
-from easel.api.images.metering import admit_request, counted_request
+from easel.api.images.metering import Outcome, admit_request, counted_request
 from easel.api.images.protocol import ImagesResponse
 from easel.api.images.serving import create_images
 from easel.api.state import services
@@ -20,7 +20,8 @@ from easel.api.state import services
 log = logging.getLogger(__name__)
 router = APIRouter()
 
-# nginx's status for "client closed request": logged only, the client is no longer there.
+# nginx's status for "client closed request": what metrics, usage and logs record for a client
+# that left before its answer (which nobody receives).
 CLIENT_CLOSED_REQUEST = 499
 
 _HOST_PATTERN = re.compile(r"^[A-Za-z0-9.\-:\[\]]+$")
@@ -37,19 +38,20 @@ async def generations(request: Request, key: AuthorizedKey) -> Response:
         work = asyncio.ensure_future(
             create_images(app_services, body, public_base_url(request), caller, outcome)
         )
-        response = await _unless_disconnected(request, work)
+        response = await _unless_disconnected(request, work, outcome)
         if response is None:
-            outcome.status = CLIENT_CLOSED_REQUEST
             return Response(status_code=CLIENT_CLOSED_REQUEST)
-    # pydantic-core writes the JSON (megabytes of base64 for large images) far faster than json.dumps.
+    # pydantic-core writes the JSON (megabytes of base64 for large images) far faster than
+    # json.dumps.
     return Response(response.model_dump_json(exclude_none=True), media_type="application/json")
 
 
 async def _unless_disconnected(
-    request: Request, work: asyncio.Future[ImagesResponse]
+    request: Request, work: asyncio.Future[ImagesResponse], outcome: Outcome
 ) -> ImagesResponse | None:
-    """The work's result, or None once the client has gone: then the work is cancelled, which
-    takes the request out of the engine's queue or lets its batch stop early."""
+    """The work's result, or None once the client has gone: then the request ends as 499 and
+    its work is cancelled, which takes it out of the engine's queue or lets its batch stop
+    early."""
     gone = asyncio.ensure_future(_client_gone(request))
     either: set[asyncio.Future[Any]] = {work, gone}
     try:
@@ -57,6 +59,8 @@ async def _unless_disconnected(
         if work.done():
             return work.result()
         log.info("client disconnected; cancelling its generation")
+        # Before the cancellation lands in the work, whose usage record and log line report it.
+        outcome.status = CLIENT_CLOSED_REQUEST
         work.cancel()
         return None
     except asyncio.CancelledError:  # the server is shutting down: take the work with us

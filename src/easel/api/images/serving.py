@@ -8,11 +8,15 @@ import time
 from typing import Any
 
 from easel.api.auth import Caller
+from easel.api.files import IMAGE_ROUTE
 from easel.api.images.metering import Meter, Outcome, metered
 from easel.api.images.protocol import CreateImageRequest, ImageData, ImageJob, ImagesResponse
 from easel.api.state import AppServices
 from easel.encoding import encode_png_async, png_text
 from easel.limits.limiter import require_model
+
+# Names the cluster replica that made a response's images, for operators tracing a request.
+REPLICA_HEADER = "x-easel-replica"
 
 
 async def create_images(
@@ -22,18 +26,21 @@ async def create_images(
     spec = services.catalog.get(request.model_name)
     outcome.model = spec.name
     require_model(caller.key, spec.name)
-    job = request.resolve(services.catalog)
-    size = f"{job.plan.width}x{job.plan.height}"
-    async with metered(services, caller, request.end_user, job.plan, size) as meter:
-        data = await _generate(services, job, base_url, meter)
+    job = request.resolve(spec)
+    async with metered(services, caller, request.end_user, job.plan, outcome) as meter:
+        data = await _generate(services, caller, job, base_url, meter)
     return ImagesResponse(created=int(time.time()), data=data)
 
 
 async def _generate(
-    services: AppServices, job: ImageJob, base_url: str, meter: Meter
+    services: AppServices, caller: Caller, job: ImageJob, base_url: str, meter: Meter
 ) -> list[ImageData]:
     plan = job.plan
-    images = await services.engine.generate(plan, job.seed, timing=meter.timing)
+    generation = await services.engine.generate(plan, seed=job.seed)
+    meter.timing = generation.timing
+    if generation.replica is not None:
+        caller.response_headers[REPLICA_HEADER] = generation.replica
+    images = generation.images
     with meter.encoding():
         pngs = await asyncio.gather(
             *(encode_png_async(image.pixels, png_text(plan, image)) for image in images)
@@ -61,5 +68,7 @@ async def _deliver(
         return ImageData(b64_json=b64, revised_prompt=revised_prompt, seed=seed)
     image_id = await asyncio.to_thread(services.images.save, png)
     return ImageData(
-        url=services.images.url(image_id, base_url), revised_prompt=revised_prompt, seed=seed
+        url=services.images.url(image_id, base_url + IMAGE_ROUTE),
+        revised_prompt=revised_prompt,
+        seed=seed,
     )

@@ -1,0 +1,70 @@
+"""The in-process engine: one worker per catalog model, on one device."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DiffusionPipeline
+
+from easel.catalog import Catalog, GenerationPlan
+from easel.engine.device import best_device, dtype_for
+from easel.engine.scheduler import SchedulerConfig
+from easel.engine.types import Generation, ModelState
+from easel.engine.worker import ModelWorker
+
+
+class Engine:
+    """All model workers of a catalog, on one device, each with its own queue and batcher."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        config: SchedulerConfig,
+        device: torch.device | None = None,
+    ) -> None:
+        self.device = device or best_device()
+        dtype = dtype_for(self.device)
+        self.workers = {
+            spec.name: ModelWorker(spec, self.device, dtype, config) for spec in catalog
+        }
+
+    def start(self) -> None:
+        for worker in self.workers.values():
+            worker.start_loading()
+
+    async def generate(
+        self,
+        plan: GenerationPlan,
+        *,
+        seed: int | None = None,
+        deadline_seconds: float | None = None,
+    ) -> Generation:
+        """See `ImageEngine.generate`."""
+        worker = self.workers[plan.model]
+        return await worker.generate(plan, seed=seed, deadline_seconds=deadline_seconds)
+
+    def states(self) -> dict[str, ModelState]:
+        return {name: worker.state for name, worker in self.workers.items()}
+
+    def pipeline(self, model: str) -> DiffusionPipeline:
+        """`model`'s loaded pipeline (waiting for its load), or 503 `model_unavailable`."""
+        return self.workers[model].pipeline()
+
+    def load_seconds(self) -> dict[str, float | None]:
+        """How long each model's last successful load took (None while it has none)."""
+        return {name: worker.load_seconds for name, worker in self.workers.items()}
+
+    def stats(self) -> dict[str, dict[str, object]]:
+        """Per model: what its scheduler did, and the batch size limits it measured."""
+        return {
+            name: {
+                **worker.scheduler.stats.snapshot(),
+                "batch_limits": worker.scheduler.sizer.snapshot(),
+            }
+            for name, worker in self.workers.items()
+        }
+
+    async def shutdown(self) -> None:
+        """Cancel every queued request and stop the batchers; a running batch finishes on its own
+        thread, its results unused."""
+        for worker in self.workers.values():
+            await worker.shutdown()

@@ -1,0 +1,91 @@
+"""The engine's contract: what a generation returns, and what every engine offers its callers (the
+HTTP layer, the metrics collector): `easel.engine.engine.Engine` in this process, or the cluster's
+proxy to engines in Ray Serve replicas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from easel.catalog import GenerationPlan
+
+if TYPE_CHECKING:
+    import torch
+
+# Seeds are unsigned 32-bit integers, the range every client and numpy's generators accept.
+MAX_SEED = 2**32 - 1
+
+
+def highest_first_seed(n: int) -> int:
+    """The highest seed a request for `n` images may start at: image i is made with seed + i, and
+    the last one must itself be a seed a client can send back."""
+    return MAX_SEED - (n - 1)
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    pixels: np.ndarray  # height x width x 3, uint8
+    seed: int
+    generated_width: int
+    generated_height: int
+    batch_images: int = 1  # images in the pipeline call that made this one
+
+
+@dataclass
+class GenerationTiming:
+    """Seconds a request waited before its first pipeline call started (a model load included),
+    and seconds from then until its last pipeline call ended."""
+
+    queued_seconds: float = 0.0
+    generating_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A request's images, where its time went, and which replica made them (None in process)."""
+
+    images: list[GeneratedImage]
+    timing: GenerationTiming = field(default_factory=GenerationTiming)
+    replica: str | None = None
+
+
+class ModelState(StrEnum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class ImageEngine(Protocol):
+    """What callers need of an engine."""
+
+    # Where the pipelines run; the metrics read its accelerator memory.
+    device: torch.device
+
+    def start(self) -> None:
+        """Begin loading every model; requests that arrive meanwhile wait for their model."""
+
+    async def generate(
+        self,
+        plan: GenerationPlan,
+        *,
+        seed: int | None = None,
+        deadline_seconds: float | None = None,
+    ) -> Generation:
+        """The plan's images; image i is seeded with `seed + i` (a drawn seed when None).
+
+        Raises 429 `queue_full` when the model's queue is full, 504 `deadline_exceeded` after
+        `deadline_seconds` (default: the engine's configured deadline). Cancelling the awaiting
+        task withdraws the request.
+        """
+        ...
+
+    def states(self) -> dict[str, ModelState]: ...
+
+    def load_seconds(self) -> dict[str, float | None]:
+        """How long each model's last successful load took (None while it has none)."""
+        ...
+
+    async def shutdown(self) -> None: ...
