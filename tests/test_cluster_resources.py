@@ -126,6 +126,7 @@ def _plan(model: str) -> GenerationPlan:
         prompt="a cat",
         negative_prompt=None,
         n=1,
+        size="64x64",
         width=64,
         height=64,
         steps=1,
