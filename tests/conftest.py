@@ -10,11 +10,17 @@ from pathlib import Path
 
 import openai
 import pytest
+import torch
 
 from easel.devtools.tiny_pipelines import build_tiny_sd, build_tiny_sdxl
 from tests.postgres import PostgresCluster, start_cluster
 from tests.s3 import S3Server, start_s3
 from tests.server import RunningServer, create_key, start_server
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("gpu") and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'easel.db'}"
@@ -226,9 +226,7 @@ def test_key_policy_round_trips_and_refuses_nonsense(database: Database) -> None
     with pytest.raises(PolicyError):
         keys.update(key.id, {"ipm": 0})
     assert keys.get(key.id).policy.quota_period == "month"  # the refused change left nothing behind
-    keys.update(
-        key.id, {"disabled": False, "expires_at": datetime.now(UTC) - timedelta(seconds=1)}
-    )
+    keys.update(key.id, {"disabled": False, "expires_at": datetime.now(UTC) - timedelta(seconds=1)})
     assert keys.find(secret).status() == "expired"
 
 
