@@ -1,9 +1,10 @@
-"""Shared fixtures: tiny pipelines on disk, a running `easel serve`, an API key, an SDK client,
-a PostgreSQL server."""
+"""Shared fixtures: a clean environment, tiny pipelines on disk, a running `easel serve`, an API
+key, an SDK client, a PostgreSQL server."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,36 @@ from easel.devtools.tiny_pipelines import build_tiny_sd, build_tiny_sdxl
 from tests.postgres import PostgresCluster, start_cluster
 from tests.s3 import S3Server, start_s3
 from tests.server import RunningServer, create_key, start_server
+
+pytest_plugins = ["pytester"]
+
+# Settings a developer may have exported for their own server: in a test they would point Easel at
+# real infrastructure (EASEL_DATABASE_URL, EASEL_STORAGE=s3://..., AWS credentials).
+DEVELOPER_SETTINGS_PREFIXES = ("EASEL_", "AWS_")
+
+
+def _isolate_environment(patch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    for name in [name for name in os.environ if name.startswith(DEVELOPER_SETTINGS_PREFIXES)]:
+        patch.delenv(name)
+    patch.setenv("EASEL_DATA_DIR", str(data_dir))
+    # boto3 also reads ~/.aws: point it at files that do not exist.
+    patch.setenv("AWS_CONFIG_FILE", str(data_dir / "no-aws-config"))
+    patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(data_dir / "no-aws-credentials"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clean_session_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The clean environment for the session's fixtures too: they are set up before any test's
+    fixtures (servers, PostgreSQL, Ray), and their subprocesses inherit this environment."""
+    with pytest.MonkeyPatch.context() as patch:
+        _isolate_environment(patch, tmp_path_factory.mktemp("session-data"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own data directory and none of the developer's EASEL_*/AWS_* settings."""
+    _isolate_environment(monkeypatch, tmp_path / "easel-data")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
