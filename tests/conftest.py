@@ -1,19 +1,22 @@
-"""Shared fixtures: a clean environment, tiny pipelines on disk, a running `easel serve`, an API
-key, an SDK client, a PostgreSQL server."""
+"""Shared fixtures: a clean environment, tiny pipelines on disk, a running `easel serve`, the app
+in process, an API key, SDK clients, a PostgreSQL server."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import openai
 import pytest
 import torch
 
+from easel.catalog import Catalog
 from easel.devtools.tiny_pipelines import build_tiny_sd, build_tiny_sdxl
+from easel.settings import Settings
+from tests.inprocess import InProcessApp, running_app
 from tests.postgres import PostgresCluster, start_cluster
 from tests.s3 import S3Server, start_s3
 from tests.server import RunningServer, create_key, start_server
@@ -101,6 +104,32 @@ def client(server: RunningServer, api_key: str) -> openai.OpenAI:
     return openai.OpenAI(
         api_key=api_key, base_url=server.base_url + "/v1", max_retries=0, timeout=300
     )
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """asyncio only, with one event loop for the session: the in-process app outlives a test."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+async def app(
+    anyio_backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_sd: Path,
+    tiny_sdxl: Path,
+) -> AsyncIterator[InProcessApp]:
+    """The app of `easel serve` with the `server` fixture's models, in this process."""
+    catalog = Catalog.build(overrides=[f"dall-e-2={tiny_sd}", f"dall-e-3={tiny_sdxl}"])
+    async with running_app(
+        Settings(data_dir=tmp_path_factory.mktemp("in-process")), catalog
+    ) as app:
+        yield app
+
+
+@pytest.fixture
+def sdk(app: InProcessApp) -> openai.AsyncOpenAI:
+    return app.sdk()
 
 
 @pytest.fixture(scope="session")
