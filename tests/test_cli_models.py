@@ -79,6 +79,7 @@ def test_list_shows_source_presence_size_licence_and_sizes(
     assert "CreativeML Open RAIL++-M" in table["dall-e-3"]
 
 
+@pytest.mark.slow
 def test_a_cached_hub_model_generates_offline(hf_home: Path, config: Path, tmp_path: Path) -> None:
     result = run_easel(
         "generate",
@@ -98,6 +99,7 @@ def test_a_cached_hub_model_generates_offline(hf_home: Path, config: Path, tmp_p
         assert image.size == (256, 256) and image.text["model"] == "tiny-hub"
 
 
+@pytest.mark.slow
 def test_rm_asks_first_then_frees_the_space(hf_home: Path, config: Path) -> None:
     repo_dir = hf_home / "hub" / "models--easel-test--tiny-sd"
     declined = run_easel(
@@ -119,6 +121,7 @@ def test_rm_asks_first_then_frees_the_space(hf_home: Path, config: Path) -> None
     assert "nothing to remove" in again.stderr
 
 
+@pytest.mark.slow
 def test_rm_never_deletes_a_local_directory(tiny_sd: Path, tmp_path: Path) -> None:
     result = run_easel(
         "models",
@@ -134,6 +137,7 @@ def test_rm_never_deletes_a_local_directory(tiny_sd: Path, tmp_path: Path) -> No
     assert (tiny_sd / "model_index.json").is_file()
 
 
+@pytest.mark.slow
 def test_pull_offline_says_so(tmp_path: Path) -> None:
     result = run_easel("models", "pull", "dall-e-2", env=offline(tmp_path))
     assert result.returncode == 1
@@ -142,6 +146,7 @@ def test_pull_offline_says_so(tmp_path: Path) -> None:
     assert "--model NAME=/path/to/pipeline" in message
 
 
+@pytest.mark.slow
 def test_pull_without_network_says_so(tmp_path: Path) -> None:
     # Nothing listens on this port: the hub cannot be reached, as on a machine without internet.
     env = {"HF_HOME": str(tmp_path), "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
@@ -180,6 +185,7 @@ def gated_hub() -> Iterator[str]:
     server.server_close()
 
 
+@pytest.mark.slow
 def test_pull_of_a_gated_model_asks_for_a_token(tmp_path: Path, gated_hub: str) -> None:
     # Fault injection: no gated repository can be reached from here, so a stand-in server gives
     # the hub's answer for one (401 with X-Error-Code: GatedRepo).

@@ -22,6 +22,7 @@ DEVELOPER_SETTINGS = {
 }
 
 
+@pytest.mark.slow
 def test_a_developers_exported_settings_do_not_reach_the_tests(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -154,6 +154,7 @@ async def test_wrong_key_is_401_and_masked(app: InProcessApp) -> None:
     assert "wxyz" in message and "*" in message
 
 
+@pytest.mark.slow
 def test_revoked_key_is_refused(server: RunningServer) -> None:
     secret = create_key(server.data_dir, "to-revoke")
     listed = easel("keys", "list", data_dir=server.data_dir).stdout

@@ -18,7 +18,7 @@ from tests.logs import log_lines
 from tests.postgres import PostgresCluster
 from tests.server import easel, start_server
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 def test_two_processes_share_limits_and_lose_no_usage(
