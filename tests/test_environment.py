@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests import openai_schemas
+from tests.system_programs import require_program
 
 PROBE = Path(__file__).with_name("environment_probe.py")
 
@@ -40,3 +41,17 @@ def test_openai_schemas_ship_with_the_tests() -> None:
         {"created": 1, "data": [{"url": "https://x.test/a.png"}]}, "ImagesResponse"
     )
     openai_schemas.validate({"object": "list", "data": []}, "ListModelsResponse")
+
+
+def test_a_missing_system_program_skips_here_and_fails_in_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "chromium"
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"chromium not found.*scripts/setup"):
+        require_program(missing, "chromium not found")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="chromium not found"):
+        require_program(missing, "chromium not found")
+    missing.touch()
+    assert require_program(missing, "chromium not found") == missing
