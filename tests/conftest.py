@@ -21,8 +21,6 @@ from tests.postgres import PostgresCluster, start_cluster
 from tests.s3 import S3Server, start_s3
 from tests.server import RunningServer, create_key, start_server
 
-pytest_plugins = ["pytester"]
-
 # Settings a developer may have exported for their own server: in a test they would point Easel at
 # real infrastructure (EASEL_DATABASE_URL, EASEL_STORAGE=s3://..., AWS credentials).
 DEVELOPER_SETTINGS_PREFIXES = ("EASEL_", "AWS_")

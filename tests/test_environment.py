@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,15 +27,19 @@ DEVELOPER_SETTINGS = {
 
 
 @pytest.mark.slow
-def test_a_developers_exported_settings_do_not_reach_the_tests(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in DEVELOPER_SETTINGS.items():
-        monkeypatch.setenv(name, value)
-    pytester.makepyfile(test_probe=PROBE.read_text())
-    # A pytest session of its own, with this suite's conftest: its session fixtures start afresh.
-    result = pytester.runpytest_inprocess("-p", "tests.conftest")
-    result.assert_outcomes(passed=2)
+def test_a_developers_exported_settings_do_not_reach_the_tests(tmp_path: Path) -> None:
+    # A pytest of its own (in process, pytest would share and then reset this one's modules).
+    command = [sys.executable, "-m", "pytest", str(PROBE), "-q", "-p", "no:cacheprovider"]
+    result = subprocess.run(
+        [*command, "--basetemp", str(tmp_path / "probe")],
+        cwd=PROBE.parents[1],
+        env={**os.environ, **DEVELOPER_SETTINGS},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
 
 
 def test_openai_schemas_ship_with_the_tests() -> None:
