@@ -1,20 +1,58 @@
-"""Shared fixtures: tiny pipelines on disk, a running `easel serve`, an API key, an SDK client,
-a PostgreSQL server."""
+"""Shared fixtures: a clean environment, tiny pipelines on disk, a running `easel serve`, the app
+in process, an API key, SDK clients, a PostgreSQL server."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import openai
 import pytest
+import torch
 
+from easel.catalog import Catalog
 from easel.devtools.tiny_pipelines import build_tiny_sd, build_tiny_sdxl
+from easel.settings import Settings
+from tests.inprocess import InProcessApp, running_app
 from tests.postgres import PostgresCluster, start_cluster
 from tests.s3 import S3Server, start_s3
 from tests.server import RunningServer, create_key, start_server
+
+# Settings a developer may have exported for their own server: in a test they would point Easel at
+# real infrastructure (EASEL_DATABASE_URL, EASEL_STORAGE=s3://..., AWS credentials).
+DEVELOPER_SETTINGS_PREFIXES = ("EASEL_", "AWS_")
+
+
+def _isolate_environment(patch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    for name in [name for name in os.environ if name.startswith(DEVELOPER_SETTINGS_PREFIXES)]:
+        patch.delenv(name)
+    patch.setenv("EASEL_DATA_DIR", str(data_dir))
+    # boto3 also reads ~/.aws: point it at files that do not exist.
+    patch.setenv("AWS_CONFIG_FILE", str(data_dir / "no-aws-config"))
+    patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(data_dir / "no-aws-credentials"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clean_session_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The clean environment for the session's fixtures too: they are set up before any test's
+    fixtures (servers, PostgreSQL, Ray), and their subprocesses inherit this environment."""
+    with pytest.MonkeyPatch.context() as patch:
+        _isolate_environment(patch, tmp_path_factory.mktemp("session-data"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own data directory and none of the developer's EASEL_*/AWS_* settings."""
+    _isolate_environment(monkeypatch, tmp_path / "easel-data")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("gpu") and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +102,32 @@ def client(server: RunningServer, api_key: str) -> openai.OpenAI:
     return openai.OpenAI(
         api_key=api_key, base_url=server.base_url + "/v1", max_retries=0, timeout=300
     )
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """asyncio only, with one event loop for the session: the in-process app outlives a test."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+async def app(
+    anyio_backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_sd: Path,
+    tiny_sdxl: Path,
+) -> AsyncIterator[InProcessApp]:
+    """The app of `easel serve` with the `server` fixture's models, in this process."""
+    catalog = Catalog.build(overrides=[f"dall-e-2={tiny_sd}", f"dall-e-3={tiny_sdxl}"])
+    async with running_app(
+        Settings(data_dir=tmp_path_factory.mktemp("in-process")), catalog
+    ) as app:
+        yield app
+
+
+@pytest.fixture
+def sdk(app: InProcessApp) -> openai.AsyncOpenAI:
+    return app.sdk()
 
 
 @pytest.fixture(scope="session")

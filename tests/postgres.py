@@ -15,16 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from tests.server import free_port
+from tests.system_programs import require_program
 
 
-def _bin_dir() -> Path | None:
+def _newest_initdb() -> Path | None:
     initdbs = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3])
     )
-    return Path(initdbs[-1]).parent if initdbs else None
+    return Path(initdbs[-1]) if initdbs else None
 
 
 @dataclass
@@ -68,15 +68,10 @@ class PostgresCluster:
 
 
 def start_cluster() -> PostgresCluster:
-    bin_dir = _bin_dir()
-    if bin_dir is None:
-        message = (
-            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: "
-            "`bash scripts/setup` installs Debian's postgresql package"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    bin_dir = require_program(
+        _newest_initdb(),
+        "PostgreSQL's server (initdb) not found under /usr/lib/postgresql/*/bin",
+    ).parent
     root = Path(tempfile.mkdtemp(prefix="easel-postgres-"))
     as_postgres: list[str] = []
     if os.geteuid() == 0:

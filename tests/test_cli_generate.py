@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import openai
+import pytest
 from PIL import Image
 
 from tests.cli import run_easel
@@ -17,6 +18,7 @@ def written(stdout: str) -> list[Path]:
     return [Path(line) for line in stdout.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_generate_writes_pngs_that_explain_themselves(tiny_sd: Path, tmp_path: Path) -> None:
     source = ("--model-source", f"dall-e-2={tiny_sd}", "--size", "256x256", "--out", str(tmp_path))
     result = run_easel("generate", "a red fox in the snow", "-n", "2", "--seed", "99", *source)
@@ -44,6 +46,7 @@ def test_generate_writes_pngs_that_explain_themselves(tiny_sd: Path, tmp_path: P
             assert first.tobytes() == second.tobytes()
 
 
+@pytest.mark.slow
 def test_generate_matches_the_server_pixel_for_pixel(
     client: openai.OpenAI, tiny_sd: Path, tmp_path: Path
 ) -> None:
@@ -72,6 +75,7 @@ def test_generate_matches_the_server_pixel_for_pixel(
         assert local.tobytes() == decode_b64(served.data[0].b64_json or "").tobytes()
 
 
+@pytest.mark.slow
 def test_generate_dall_e_3_style_quality_and_config(tiny_sdxl: Path, tmp_path: Path) -> None:
     # A config file changes dall-e-3's step counts only, so the test stays fast on a CPU.
     config = tmp_path / "models.yaml"
@@ -108,6 +112,7 @@ def test_generate_dall_e_3_style_quality_and_config(tiny_sdxl: Path, tmp_path: P
     assert "3/3 steps" in result.stderr
 
 
+@pytest.mark.slow
 def test_generate_refuses_bad_options_with_the_servers_messages(
     tiny_sd: Path, tmp_path: Path
 ) -> None:
@@ -128,6 +133,7 @@ def test_generate_refuses_bad_options_with_the_servers_messages(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_generate_says_when_the_pipeline_cannot_load(tmp_path: Path) -> None:
     result = run_easel(
         "generate",

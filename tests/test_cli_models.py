@@ -77,6 +77,7 @@ def test_list_shows_source_presence_size_licence_and_sizes(
     assert "CreativeML Open RAIL++-M" in table["dall-e-3"]
 
 
+@pytest.mark.slow
 def test_a_cached_hub_model_generates_offline(hf_home: Path, config: Path, tmp_path: Path) -> None:
     result = run_easel(
         "generate",
@@ -96,6 +97,7 @@ def test_a_cached_hub_model_generates_offline(hf_home: Path, config: Path, tmp_p
         assert image.size == (256, 256) and image.text["model"] == "tiny-hub"
 
 
+@pytest.mark.slow
 def test_rm_asks_first_then_frees_the_space(hf_home: Path, config: Path) -> None:
     repo_dir = hf_home / "hub" / "models--easel-test--tiny-sd"
     declined = run_easel(
@@ -117,6 +119,7 @@ def test_rm_asks_first_then_frees_the_space(hf_home: Path, config: Path) -> None
     assert "nothing to remove" in again.stderr
 
 
+@pytest.mark.slow
 def test_rm_never_deletes_a_local_directory(tiny_sd: Path, tmp_path: Path) -> None:
     result = run_easel(
         "models",
@@ -142,6 +145,7 @@ def test_pull_of_a_cached_model_works_offline_as_serve_does(hf_home: Path, confi
     assert (snapshot / "model_index.json").is_file()
 
 
+@pytest.mark.slow
 def test_pull_offline_says_so(tmp_path: Path) -> None:
     result = run_easel("models", "pull", "dall-e-2", env=offline(tmp_path))
     assert result.returncode == 1
@@ -150,6 +154,7 @@ def test_pull_offline_says_so(tmp_path: Path) -> None:
     assert "--model NAME=/path/to/pipeline" in message
 
 
+@pytest.mark.slow
 def test_pull_without_network_says_so(tmp_path: Path) -> None:
     # Nothing listens on this port: the hub cannot be reached, as on a machine without internet.
     env = {"HF_HOME": str(tmp_path), "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
@@ -188,6 +193,7 @@ def gated_hub() -> Iterator[str]:
     server.server_close()
 
 
+@pytest.mark.slow
 def test_pull_of_a_gated_model_asks_for_a_token(tmp_path: Path, gated_hub: str) -> None:
     # Fault injection: no gated repository can be reached from here, so a stand-in server gives
     # the hub's answer for one (401 with X-Error-Code: GatedRepo).

@@ -30,6 +30,8 @@ from tests.images import decode_b64, fetch
 from tests.s3 import BUCKET, S3Server
 from tests.server import create_key, free_port
 
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
 
 @dataclass
 class Cluster:

@@ -1,13 +1,18 @@
-"""Every client mistake gets OpenAI's envelope, its status code and the offending `param`."""
+"""Every client mistake gets OpenAI's envelope, its status code and the offending `param`.
+
+HTTP-level cases run against the app in process (tests/inprocess.py); those that need the CLI or a
+generation run against `easel serve`."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from tests.inprocess import InProcessApp
 from tests.server import RunningServer, create_key, easel
 
 ENVELOPE_KEYS = {"message", "type", "param", "code"}
@@ -54,7 +59,8 @@ def assert_envelope(
             {"model": "dall-e-3", "size": "512x512"},
             "size",
             "invalid_value",
-            "Invalid value: '512x512'. Supported values are: '1024x1024', '1792x1024', and '1024x1792'.",
+            "Invalid value: '512x512'. "
+            "Supported values are: '1024x1024', '1792x1024', and '1024x1792'.",
         ),
         ({"model": "dall-e-2", "size": "1792x1024"}, "size", "invalid_value", None),
         ({"model": "dall-e-2", "size": "huge"}, "size", "invalid_value", None),
@@ -77,19 +83,25 @@ def assert_envelope(
             {"model": "dall-e-2", "prompt": "x" * 1001},
             "prompt",
             "string_above_max_length",
-            "Prompt must be length 1000 or less. Your prompt length is 1001. Please reduce your prompt length.",
+            "Prompt must be length 1000 or less. Your prompt length is 1001. "
+            "Please reduce your prompt length.",
         ),
         ({"model": "dall-e-3", "prompt": "x" * 4001}, "prompt", "string_above_max_length", None),
         ({"model": "dall-e-2", "prompt": ""}, "prompt", "empty_string", None),
         ({"model": "dall-e-2", "prompt": "   "}, "prompt", "empty_string", None),
     ],
 )
-def test_invalid_fields_through_the_sdk(
-    client: openai.OpenAI, kwargs: dict[str, Any], param: str, code: str | None, message: str | None
+@pytest.mark.anyio
+async def test_invalid_fields_through_the_sdk(
+    sdk: openai.AsyncOpenAI,
+    kwargs: dict[str, Any],
+    param: str,
+    code: str | None,
+    message: str | None,
 ) -> None:
     kwargs.setdefault("prompt", "a cat")
     with pytest.raises(openai.BadRequestError) as excinfo:
-        client.images.generate(**kwargs)
+        await sdk.images.generate(**kwargs)
     error = excinfo.value
     assert error.status_code == 400
     assert error.type == "invalid_request_error"
@@ -101,34 +113,40 @@ def test_invalid_fields_through_the_sdk(
     assert error.request_id
 
 
-def test_dall_e_3_n_above_one_has_openai_wording(client: openai.OpenAI) -> None:
+@pytest.mark.anyio
+async def test_dall_e_3_n_above_one_has_openai_wording(sdk: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as excinfo:
-        client.images.generate(model="dall-e-3", prompt="a cat", n=10)
+        await sdk.images.generate(model="dall-e-3", prompt="a cat", n=10)
     assert excinfo.value.body["message"] == "You must provide n=1 for this model."  # type: ignore[index]
 
 
-def test_unknown_model_is_404(client: openai.OpenAI) -> None:
+@pytest.mark.anyio
+async def test_unknown_model_is_404(sdk: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as excinfo:
-        client.images.generate(model="dall-e-9", prompt="a cat")
+        await sdk.images.generate(model="dall-e-9", prompt="a cat")
     assert excinfo.value.code == "model_not_found"
     assert excinfo.value.param == "model"
     assert "`dall-e-9`" in excinfo.value.body["message"]  # type: ignore[index]
 
 
-def test_missing_key_is_401(server: RunningServer) -> None:
-    error = assert_envelope(post(server, None, json={"prompt": "a cat"}), 401)
+@pytest.mark.anyio
+async def test_missing_key_is_401(app: InProcessApp) -> None:
+    error = assert_envelope(await app.post_generation(None, json={"prompt": "a cat"}), 401)
     assert error["type"] == "invalid_request_error"
     assert "You didn't provide an API key" in error["message"]
     error = assert_envelope(
-        post(server, None, json={"prompt": "a cat"}, headers={"Authorization": "Basic abc"}), 401
+        await app.post_generation(
+            None, json={"prompt": "a cat"}, headers={"Authorization": "Basic abc"}
+        ),
+        401,
     )
 
 
-def test_wrong_key_is_401_and_masked(server: RunningServer) -> None:
+@pytest.mark.anyio
+async def test_wrong_key_is_401_and_masked(app: InProcessApp) -> None:
     wrong = "sk-thisIsNotARealKeyAtAll0123456789wxyz"
-    sdk = openai.OpenAI(api_key=wrong, base_url=server.base_url + "/v1", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as excinfo:
-        sdk.images.generate(prompt="a cat")
+        await app.sdk(wrong).images.generate(prompt="a cat")
     assert excinfo.value.code == "invalid_api_key"
     message = excinfo.value.body["message"]  # type: ignore[index]
     assert wrong not in message
@@ -136,6 +154,7 @@ def test_wrong_key_is_401_and_masked(server: RunningServer) -> None:
     assert "wxyz" in message and "*" in message
 
 
+@pytest.mark.slow
 def test_revoked_key_is_refused(server: RunningServer) -> None:
     secret = create_key(server.data_dir, "to-revoke")
     listed = easel("keys", "list", data_dir=server.data_dir).stdout
@@ -163,60 +182,67 @@ def test_revoked_key_is_refused(server: RunningServer) -> None:
         ({"prompt": "a cat", "user": 7}, "user"),
     ],
 )
-def test_wrong_json_types(
-    server: RunningServer, api_key: str, body: dict[str, Any], param: str
-) -> None:
-    error = assert_envelope(post(server, api_key, json=body), 400, param)
+@pytest.mark.anyio
+async def test_wrong_json_types(app: InProcessApp, body: dict[str, Any], param: str) -> None:
+    error = assert_envelope(await app.post_generation(app.api_key, json=body), 400, param)
     assert error["code"] == "invalid_type"
     assert f"Invalid type for '{param}'" in error["message"]
 
 
-def test_missing_prompt(server: RunningServer, api_key: str) -> None:
-    error = assert_envelope(post(server, api_key, json={"model": "dall-e-2"}), 400, "prompt")
+@pytest.mark.anyio
+async def test_missing_prompt(app: InProcessApp) -> None:
+    response = await app.post_generation(app.api_key, json={"model": "dall-e-2"})
+    error = assert_envelope(response, 400, "prompt")
     assert error["message"] == "Missing required parameter: 'prompt'."
 
 
-def test_unknown_field(server: RunningServer, api_key: str) -> None:
-    error = assert_envelope(
-        post(server, api_key, json={"prompt": "a cat", "colour": "red"}), 400, "colour"
-    )
+@pytest.mark.anyio
+async def test_unknown_field(app: InProcessApp) -> None:
+    response = await app.post_generation(app.api_key, json={"prompt": "a cat", "colour": "red"})
+    error = assert_envelope(response, 400, "colour")
     assert error["code"] == "unknown_parameter"
 
 
 @pytest.mark.parametrize(
     "content", [b"{not json", b"", b"[1, 2]", b'"a string"', b"null", b"\xff\xfe\x00"]
 )
-def test_malformed_bodies(server: RunningServer, api_key: str, content: bytes) -> None:
-    response = post(server, api_key, content=content, headers={"Content-Type": "application/json"})
+@pytest.mark.anyio
+async def test_malformed_bodies(app: InProcessApp, content: bytes) -> None:
+    response = await app.post_generation(
+        app.api_key, content=content, headers={"Content-Type": "application/json"}
+    )
     error = assert_envelope(response, 400)
     assert error["type"] == "invalid_request_error"
 
 
-def test_oversize_body_is_413(server: RunningServer, api_key: str) -> None:
+@pytest.mark.anyio
+async def test_oversize_body_is_413(app: InProcessApp) -> None:
     big = b'{"prompt": "' + b"x" * (2 * 1024 * 1024) + b'"}'
-    error = assert_envelope(post(server, api_key, content=big), 413)
+    error = assert_envelope(await app.post_generation(app.api_key, content=big), 413)
     assert error["code"] == "request_too_large"
 
 
-def test_oversize_chunked_body_is_413(server: RunningServer, api_key: str) -> None:
-    def chunks():  # type: ignore[no-untyped-def]
+@pytest.mark.anyio
+async def test_oversize_chunked_body_is_413(app: InProcessApp) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
         yield b'{"prompt": "'
         for _ in range(64):
             yield b"x" * 65536
         yield b'"}'
 
     # No Content-Length: the server must count while reading and stop at the limit.
-    error = assert_envelope(post(server, api_key, content=chunks()), 413)
+    error = assert_envelope(await app.post_generation(app.api_key, content=chunks()), 413)
     assert error["code"] == "request_too_large"
 
 
-def test_unknown_route_is_enveloped(server: RunningServer, api_key: str) -> None:
-    response = httpx.get(
-        server.base_url + "/v1/nothing-here", headers={"Authorization": f"Bearer {api_key}"}
+@pytest.mark.anyio
+async def test_unknown_route_is_enveloped(app: InProcessApp) -> None:
+    response = await app.http.get(
+        "/v1/nothing-here", headers={"Authorization": f"Bearer {app.api_key}"}
     )
     error = assert_envelope(response, 404)
     assert error["message"] == "Invalid URL (GET /v1/nothing-here)"
-    assert_envelope(httpx.get(server.base_url + "/v1/images/generations"), 405)
+    assert_envelope(await app.http.get("/v1/images/generations"), 405)
 
 
 def test_server_keeps_serving_after_errors(client: openai.OpenAI) -> None:

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import httpx
-import jsonschema
 import openai
 import pytest
 
+from tests import openai_schemas
 from tests.images import decode_b64, fetch, size_of
+from tests.inprocess import InProcessApp
 from tests.server import RunningServer
-
-# The shared reference folder sits beside the checkout (/work/main) or above a worktree (/work/wt/N).
-SPEC_PATH = next(
-    folder / "shared" / "openai-spec" / "images.openapi.json"
-    for folder in Path(__file__).parents
-    if (folder / "shared" / "openai-spec" / "images.openapi.json").is_file()
-)
-SPEC = json.loads(SPEC_PATH.read_text())
 
 DALL_E_2_SIZES = ["256x256", "512x512", "1024x1024"]
 DALL_E_3_SIZES = ["1024x1024", "1792x1024", "1024x1792"]
@@ -150,23 +140,25 @@ def test_response_matches_official_schema(
         timeout=300,
     )
     assert response.status_code == 200
-    schema = {**SPEC["components"]["schemas"]["ImagesResponse"], "components": SPEC["components"]}
-    jsonschema.validate(response.json(), schema)
+    openai_schemas.validate(response.json(), "ImagesResponse")
     body = response.json()
     assert isinstance(body["created"], int)
     assert set(body["data"][0]) == {response_format, "revised_prompt", "seed"}
 
 
-def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
-    listed = {model.id: model for model in client.models.list()}
+@pytest.mark.anyio
+async def test_models_list_and_retrieve(app: InProcessApp, sdk: openai.AsyncOpenAI) -> None:
+    response = await app.http.get("/v1/models", headers={"Authorization": f"Bearer {app.api_key}"})
+    openai_schemas.validate(response.json(), "ListModelsResponse")
+    listed = {model.id: model async for model in sdk.models.list()}
     assert {"dall-e-2", "dall-e-3"} <= set(listed)
     assert listed["dall-e-3"].object == "model"
     assert listed["dall-e-3"].owned_by == "stabilityai" and isinstance(
         listed["dall-e-3"].created, int
     )
-    assert client.models.retrieve("dall-e-3").id == "dall-e-3"
+    assert (await sdk.models.retrieve("dall-e-3")).id == "dall-e-3"
     with pytest.raises(openai.NotFoundError) as excinfo:
-        client.models.retrieve("no-such-model")
+        await sdk.models.retrieve("no-such-model")
     assert excinfo.value.code == "model_not_found"
 
 

@@ -97,6 +97,7 @@ def test_per_user_limits_within_a_key(server: RunningServer) -> None:
     assert generate(server, secret, user="bob").status_code == 200
 
 
+@pytest.mark.slow
 def test_quota_and_the_sdk_stops_at_once(server: RunningServer) -> None:
     key_id, secret = new_key(server, quota=3, quota_period="total")
     assert generate(server, secret, n=2).status_code == 200
@@ -115,6 +116,7 @@ def test_quota_and_the_sdk_stops_at_once(server: RunningServer) -> None:
     assert usage(server, key_id=key_id)["totals"]["images_delivered"] == 3
 
 
+@pytest.mark.slow
 def test_the_sdk_waits_and_retries_on_a_rate_limit(server: RunningServer) -> None:
     # rpm 30 frees one request every 2 s: the 429's Retry-After is short, and the SDK honours it.
     _, secret = new_key(server, rpm=30)
@@ -144,6 +146,7 @@ def test_models_a_key_may_use(server: RunningServer) -> None:
         client.models.retrieve("dall-e-2")
 
 
+@pytest.mark.slow
 def test_disabled_and_expired_keys_through_the_cli(server: RunningServer) -> None:
     data_dir = server.data_dir
     created = easel(
@@ -178,6 +181,7 @@ def test_disabled_and_expired_keys_through_the_cli(server: RunningServer) -> Non
     assert bad.returncode == 2 and "quota-period" in bad.stderr
 
 
+@pytest.mark.slow
 def test_usage_matches_what_was_delivered_with_failures_and_concurrency(
     server: RunningServer,
 ) -> None:

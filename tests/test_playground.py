@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from tests.server import RunningServer
+from tests.system_programs import require_program
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parents[1] / "test-artifacts"
@@ -30,9 +31,9 @@ HOSTILE_PROMPT = '<img src=x onerror="document.body.dataset.pwned=1"> a red fox 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), "Debian's chromium is missing: run scripts/setup"
+    chromium = require_program(CHROMIUM, f"Debian's chromium not found at {CHROMIUM}")
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         yield launched
         launched.close()
 
@@ -75,6 +76,7 @@ def test_page_is_served_with_a_strict_content_security_policy(server: RunningSer
         assert asset_response.status_code == 200 and kind in asset_response.headers["content-type"]
 
 
+@pytest.mark.browser
 def test_playground_generates_shows_errors_and_keeps_history(
     browser: Browser, server: RunningServer, api_key: str
 ) -> None:
@@ -177,6 +179,7 @@ def test_playground_generates_shows_errors_and_keeps_history(
     assert problems == []
 
 
+@pytest.mark.browser
 def test_playground_works_on_a_phone(browser: Browser, server: RunningServer, api_key: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page, problems = open_page(

@@ -18,6 +18,8 @@ from tests.logs import log_lines
 from tests.postgres import PostgresCluster
 from tests.server import easel, start_server
 
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
 
 def test_two_processes_share_limits_and_lose_no_usage(
     postgres: PostgresCluster, tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory

@@ -127,6 +127,7 @@ def test_presigned_lifetime_is_limited_to_a_week(
         S3ImageStore.connect(f"s3://{BUCKET}/x", ttl_seconds=8 * 24 * 3600)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("storage", "message"),
     [

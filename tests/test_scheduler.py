@@ -116,6 +116,7 @@ def test_budget_and_incompatible_requests_make_separate_batches(
     assert engine.stats()["dall-e-2"]["batch_sizes"] == {3: 2}
 
 
+@pytest.mark.slow
 def test_batches_follow_the_sizer_and_fixed_size_fills_them(
     catalog: Catalog, run: asyncio.AbstractEventLoop
 ) -> None:
@@ -134,6 +135,7 @@ def test_batches_follow_the_sizer_and_fixed_size_fills_them(
     assert fixed.stats()["dall-e-2"]["batch_sizes"] == {4: 4}
 
 
+@pytest.mark.slow
 def test_oldest_request_goes_first_between_classes(
     catalog: Catalog, run: asyncio.AbstractEventLoop
 ) -> None:
@@ -259,6 +261,7 @@ def test_out_of_memory_splits_the_batch(
     assert stats["batch_sizes"] == {1: 1, 2: 2}
 
 
+@pytest.mark.slow
 def test_out_of_memory_keeps_later_batches_below_the_size_that_failed(
     catalog: Catalog, run: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:

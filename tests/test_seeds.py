@@ -19,6 +19,7 @@ from easel.engine.engine import Engine
 from easel.engine.types import MAX_SEED
 from easel.settings import Settings
 from tests.images import decode_b64, fetch
+from tests.inprocess import InProcessApp
 from tests.server import RunningServer
 from tests.test_errors import assert_envelope, post
 
@@ -111,11 +112,12 @@ def test_highest_seed_is_accepted(client: openai.OpenAI) -> None:
         ({"seed": 1.5}, "invalid_type", None),
     ],
 )
-def test_invalid_seeds_are_400_naming_seed(
-    server: RunningServer, api_key: str, extra: dict[str, Any], code: str, message: str | None
+@pytest.mark.anyio
+async def test_invalid_seeds_are_400_naming_seed(
+    app: InProcessApp, extra: dict[str, Any], code: str, message: str | None
 ) -> None:
     body = {"model": "dall-e-2", "prompt": "a cat", "size": "256x256", **extra}
-    error = assert_envelope(post(server, api_key, json=body), 400, "seed")
+    error = assert_envelope(await app.post_generation(app.api_key, json=body), 400, "seed")
     assert error["code"] == code
     if message is not None:
         assert message in error["message"]
@@ -128,9 +130,10 @@ def test_null_seed_means_a_drawn_one(server: RunningServer, api_key: str) -> Non
     assert isinstance(response.json()["data"][0]["seed"], int)
 
 
-def test_models_describe_what_each_model_accepts(client: openai.OpenAI) -> None:
-    listed = {model.id: model for model in client.models.list()}
-    dall_e_3 = (client.models.retrieve("dall-e-3").model_extra or {})["easel"]
+@pytest.mark.anyio
+async def test_models_describe_what_each_model_accepts(sdk: openai.AsyncOpenAI) -> None:
+    listed = {model.id: model async for model in sdk.models.list()}
+    dall_e_3 = ((await sdk.models.retrieve("dall-e-3")).model_extra or {})["easel"]
     assert (listed["dall-e-3"].model_extra or {})["easel"] == dall_e_3
     assert dall_e_3["sizes"] == ["1024x1024", "1792x1024", "1024x1792"]
     assert dall_e_3["qualities"] == ["standard", "hd"]

@@ -31,6 +31,7 @@ def images(pipe: torch.nn.Module, seed: int) -> np.ndarray:
     return np.stack(to_uint8(out, out.shape[-1], out.shape[-2])).astype(np.int16)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["tiny_sd", "tiny_sdxl"])
 def test_channels_last_makes_the_same_images(layout: str, request: pytest.FixtureRequest) -> None:
     directory: Path = request.getfixturevalue(layout)

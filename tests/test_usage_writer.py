@@ -32,6 +32,7 @@ def record(request_id: str) -> UsageRecord:
     )
 
 
+@pytest.mark.postgres
 def test_records_survive_a_database_outage_and_are_flushed_on_close(
     postgres: PostgresCluster,
 ) -> None:
