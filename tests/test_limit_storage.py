@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from easel.db.database import Base, Database, normalise_url
 from easel.db.migrations import current_revision, head_revision
 from easel.errors import InsufficientQuotaError, RateLimitError
-from easel.keys.store import KeyStore
+from easel.keys.store import ApiKey, KeyStore
 from easel.limits.limiter import Limiter, format_duration
 from easel.limits.policy import KeyPolicy, PolicyError, parse_expiry
 from easel.usage.store import UsageRecord, UsageStore
@@ -32,6 +32,11 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def present(value: ApiKey | None) -> ApiKey:
+    assert value is not None
+    return value
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -218,17 +223,19 @@ def test_key_policy_round_trips_and_refuses_nonsense(database: Database) -> None
         expires_at=expires,
     )
     key, secret = keys.create("p", policy)
-    assert keys.get(key.id).policy == policy
+    assert present(keys.get(key.id)).policy == policy
     updated = keys.update(key.id, {"rpm": None, "disabled": True}, name="renamed")
     assert updated is not None and updated.policy.rpm is None and updated.name == "renamed"
-    assert keys.verify(secret) is None and keys.find(secret).status() == "disabled"
+    assert keys.verify(secret) is None and present(keys.find(secret)).status() == "disabled"
     with pytest.raises(PolicyError):
         keys.update(key.id, {"quota_period": "week"})
     with pytest.raises(PolicyError):
         keys.update(key.id, {"ipm": 0})
-    assert keys.get(key.id).policy.quota_period == "month"  # the refused change left nothing behind
+    assert (
+        present(keys.get(key.id)).policy.quota_period == "month"
+    )  # the refused change left nothing behind
     keys.update(key.id, {"disabled": False, "expires_at": datetime.now(UTC) - timedelta(seconds=1)})
-    assert keys.find(secret).status() == "expired"
+    assert present(keys.find(secret)).status() == "expired"
 
 
 def test_an_expiry_with_a_zone_offset_means_that_instant(database: Database) -> None:
@@ -236,8 +243,8 @@ def test_an_expiry_with_a_zone_offset_means_that_instant(database: Database) -> 
     instant = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
     local = instant.astimezone(timezone(timedelta(hours=5)))  # 08:04+05:00
     key, _ = keys.create("offset", KeyPolicy(expires_at=local))
-    stored = keys.get(key.id)
-    assert stored is not None and stored.policy.expires_at == instant
+    stored = present(keys.get(key.id))
+    assert stored.policy.expires_at == instant
     assert stored.status(instant - timedelta(minutes=1)) == "active"
     assert stored.status(instant) == "expired"
 

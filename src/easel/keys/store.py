@@ -25,7 +25,7 @@ class ApiKey:
     display_hint: str
     created_at: datetime
     revoked_at: datetime | None
-    policy: KeyPolicy = KeyPolicy()
+    policy: KeyPolicy
 
     def status(self, now: datetime | None = None) -> str:
         """revoked, disabled, expired or active."""
