@@ -107,7 +107,7 @@ async def metered(
     finally:
         metrics.IN_FLIGHT.labels(plan.model).dec()
         delivered = meter.delivered if status == 200 else 0
-        services.usage_writer.submit(
+        await services.usage_writer.record(
             UsageRecord(
                 request_id=request_id,
                 created_at=utcnow(),
