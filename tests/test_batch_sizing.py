@@ -4,7 +4,11 @@ of two nearly equal ones, follows a change in the curve, and stays out of the wa
 
 from __future__ import annotations
 
+import itertools
+import random
 from collections.abc import Callable
+
+import pytest
 
 from easel.engine.batch_sizing import REPROBE_BATCHES, BatchSizer
 from easel.engine.jobs import BatchKey
@@ -94,3 +98,23 @@ def test_running_out_of_memory_caps_the_class_until_the_next_reprobe() -> None:
     # At the reprobe the ceiling lifts (the memory may be free now) and 8 is tried again.
     sizes = run_full_batches(sizer, KEY, 8, lambda size: 10.0 * size, REPROBE_BATCHES)
     assert set(sizes[-10:]) == {8}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_settles_under_noisy_measurements_of_partial_batches(seed: int) -> None:
+    # A steady load as many clients make it: the queue holds 3 to 8 images when a batch starts,
+    # bigger batches are slightly faster per image up to 8, and each measurement is off by up
+    # to 5% (the machine's other load). Every partial size gets a figure of its own.
+    noise = random.Random(seed)
+    sizer = BatchSizer()
+    limits = []
+    for _ in range(REPROBE_BATCHES - 1):
+        limit = sizer.limit(KEY, 8)
+        limits.append(limit)
+        size = min(limit, noise.randint(3, 8))
+        rate = 25.0 * (1 - 0.5**size) * noise.uniform(0.95, 1.05)
+        sizer.record(KEY, size, size / rate)
+    changes = sum(1 for before, after in itertools.pairwise(limits) if before != after)
+    # Probing the neighbours takes a few changes; after that the noise must not move it often
+    # (it moved the limit 11 to 23 times here before hysteresis and a minimum dwell).
+    assert changes <= 4

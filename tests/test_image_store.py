@@ -53,6 +53,29 @@ def test_local_sweep_deletes_only_images_past_their_lifetime(tmp_path: Path) -> 
     assert (tmp_path / f"{fresh}.png").exists()
 
 
+def test_local_sweep_leaves_files_easel_did_not_write(tmp_path: Path) -> None:
+    # An operator's --storage may be a directory shared with other files.
+    store = LocalImageStore(tmp_path, b"k" * 32, ttl_seconds=60)
+    image = tmp_path / f"{store.save(b'old')}.png"
+    (tmp_path / "nested").mkdir()
+    others = [
+        tmp_path / "notes.txt",
+        tmp_path / "holiday.png",
+        tmp_path / "tmp1a2b3c4d.tmp",
+        tmp_path / "nested" / image.name,
+    ]
+    for path in others:
+        path.write_bytes(b"not easel's")
+    interrupted = tmp_path / ".easel-1a2b3c4d.tmp"  # a write that never reached its rename
+    interrupted.write_bytes(b"half")
+    two_minutes_ago = time.time() - 120
+    for path in [image, interrupted, *others]:
+        os.utime(path, (two_minutes_ago, two_minutes_ago))
+    assert store.sweep() == 2
+    assert not image.exists() and not interrupted.exists()
+    assert all(path.exists() for path in others)
+
+
 def test_s3_storage_needs_a_bucket_name(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="expected s3://BUCKET"):
         open_image_store(Settings(data_dir=tmp_path, storage="s3://"))

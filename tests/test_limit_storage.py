@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -16,11 +16,12 @@ from sqlalchemy import create_engine, text
 from easel.db.database import Base, Database, normalise_url
 from easel.db.migrations import current_revision, head_revision
 from easel.errors import InsufficientQuotaError, RateLimitError
-from easel.keys.store import KeyStore
+from easel.keys.store import ApiKey, KeyStore
 from easel.limits.limiter import Limiter, format_duration
 from easel.limits.policy import KeyPolicy, PolicyError, parse_expiry
 from easel.usage.store import UsageRecord, UsageStore
 from tests.postgres import PostgresCluster
+from tests.server import easel
 
 
 class Clock:
@@ -31,6 +32,11 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def present(value: ApiKey | None) -> ApiKey:
+    assert value is not None
+    return value
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -217,17 +223,39 @@ def test_key_policy_round_trips_and_refuses_nonsense(database: Database) -> None
         expires_at=expires,
     )
     key, secret = keys.create("p", policy)
-    assert keys.get(key.id).policy == policy
+    assert present(keys.get(key.id)).policy == policy
     updated = keys.update(key.id, {"rpm": None, "disabled": True}, name="renamed")
     assert updated is not None and updated.policy.rpm is None and updated.name == "renamed"
-    assert keys.verify(secret) is None and keys.find(secret).status() == "disabled"
+    assert keys.verify(secret) is None and present(keys.find(secret)).status() == "disabled"
     with pytest.raises(PolicyError):
         keys.update(key.id, {"quota_period": "week"})
     with pytest.raises(PolicyError):
         keys.update(key.id, {"ipm": 0})
-    assert keys.get(key.id).policy.quota_period == "month"  # the refused change left nothing behind
+    assert (
+        present(keys.get(key.id)).policy.quota_period == "month"
+    )  # the refused change left nothing behind
     keys.update(key.id, {"disabled": False, "expires_at": datetime.now(UTC) - timedelta(seconds=1)})
-    assert keys.find(secret).status() == "expired"
+    assert present(keys.find(secret)).status() == "expired"
+
+
+def test_an_expiry_with_a_zone_offset_means_that_instant(database: Database) -> None:
+    keys = KeyStore(database)
+    instant = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
+    local = instant.astimezone(timezone(timedelta(hours=5)))  # 08:04+05:00
+    key, _ = keys.create("offset", KeyPolicy(expires_at=local))
+    stored = present(keys.get(key.id))
+    assert stored.policy.expires_at == instant
+    assert stored.status(instant - timedelta(minutes=1)) == "active"
+    assert stored.status(instant) == "expired"
+
+
+def test_the_cli_stores_an_offset_expiry_as_utc(tmp_path: Path) -> None:
+    # An hour ago, written in UTC+05:00: taken as UTC, it would be four hours ahead and active.
+    an_hour_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    written = an_hour_ago.astimezone(timezone(timedelta(hours=5))).isoformat()
+    easel("keys", "create", "--name", "offset", "--expires", written, data_dir=tmp_path)
+    listed = easel("keys", "list", data_dir=tmp_path).stdout
+    assert "expired" in listed and an_hour_ago.strftime("%Y-%m-%d %H:%M") in listed
 
 
 def test_expiry_and_duration_formats() -> None:

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from easel.api.app import scheduler_config
+from easel.api.context import RequestIdLogFilter
 from easel.catalog import Catalog, GenerationPlan
 from easel.engine.engine import Engine
 from easel.engine.faults import OOM_ENV
 from easel.engine.jobs import Job, Part, split_parts
+from easel.engine.scheduler import BatchFailed
 from easel.engine.types import GeneratedImage
 from easel.errors import DeadlineExceededError, RateLimitError, ServerError
+from easel.observability.logs import request_id_var
 from easel.settings import Settings
 
 
@@ -58,6 +62,14 @@ def run() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
     yield loop
     loop.close()
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    """Wait until `condition()` holds: the scheduler's counters have no event to wait on."""
+    while True:
+        if condition():
+            return
+        await asyncio.sleep(0.01)
 
 
 def seeds(images: list[GeneratedImage]) -> list[int]:
@@ -174,13 +186,11 @@ def test_queued_request_of_a_gone_client_is_removed_and_abandoned_batch_stops(
         running = asyncio.ensure_future(engine.generate(slow, seed=1))
         queued = asyncio.ensure_future(engine.generate(slow, seed=2))
         scheduler = engine.workers["slow"].scheduler
-        while scheduler.queued_images != 1:  # one request running, the other waiting
-            await asyncio.sleep(0.01)
+        await eventually(lambda: scheduler.queued_images == 1)  # one running, the other waiting
         queued.cancel()
         await asyncio.sleep(0.5)  # let the batch get under way before its last client leaves
         running.cancel()
-        while scheduler.stats.abandoned_batches == 0:
-            await asyncio.sleep(0.05)
+        await eventually(lambda: scheduler.stats.abandoned_batches > 0)
 
     try:
         run.run_until_complete(scenario())
@@ -218,8 +228,7 @@ def test_full_queue_is_429_with_retry_after(
         scheduler = engine.workers["slow"].scheduler
         first = asyncio.ensure_future(engine.generate(plan(catalog, "slow"), seed=1))
         await asyncio.sleep(0)
-        while scheduler.queued_images:  # until the first request runs
-            await asyncio.sleep(0.01)
+        await eventually(lambda: not scheduler.queued_images)  # until the first request runs
         waiting = [
             asyncio.ensure_future(engine.generate(plan(catalog, "slow"), seed=s)) for s in (2, 3, 4)
         ]
@@ -314,3 +323,54 @@ def test_split_parts_cuts_a_job_at_the_middle(catalog: Catalog) -> None:
     left, right = split_parts([Part(job_a, 0, 3), Part(job_b, 0, 2)])
     assert left == [Part(job_a, 0, 2)]
     assert right == [Part(job_a, 2, 1), Part(job_b, 0, 2)]
+
+
+def test_a_request_the_pipeline_cannot_run_fails_alone(
+    catalog: Catalog, run: asyncio.AbstractEventLoop
+) -> None:
+    # A lone surrogate is not encodable: the real tokenizer raises on it, failing its batch.
+    engine = make_engine(catalog)
+    plans = [plan(catalog, prompt=f"honest {i}") for i in range(3)]
+    plans.insert(1, plan(catalog, prompt="bad \ud800"))
+
+    async def scenario() -> list[list[GeneratedImage] | BaseException]:
+        return await asyncio.gather(
+            *(engine.generate(p, seed=10 * i) for i, p in enumerate(plans)),
+            return_exceptions=True,
+        )
+
+    try:
+        results = run.run_until_complete(scenario())
+    finally:
+        run.run_until_complete(engine.shutdown())
+    assert isinstance(results.pop(1), BatchFailed)
+    assert [seeds(images) for images in results if isinstance(images, list)] == [[0], [20], [30]]
+    stats = engine.stats()["dall-e-2"]
+    # The shared batch of 4 failed; apart, three requests ran and the bad one failed alone.
+    assert stats["failed_batches"] == 2
+    assert stats["batch_sizes"] == {1: 3}
+
+
+def test_each_batch_logs_the_ids_of_its_requests(
+    catalog: Catalog, run: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = make_engine(catalog)
+    caplog.handler.addFilter(RequestIdLogFilter())
+    caplog.set_level(logging.DEBUG, logger="easel.engine.scheduler")
+
+    async def one(request_id: str) -> None:
+        request_id_var.set(request_id)  # as the middleware does, in the request's own task
+        await engine.generate(plan(catalog, prompt=request_id), seed=1)
+
+    async def scenario() -> None:
+        # The first request starts the batcher; the second round's batch must not carry its id.
+        await asyncio.gather(one("req_a1"), one("req_a2"))
+        await asyncio.gather(one("req_b1"), one("req_b2"), one("req_b3"))
+
+    try:
+        run.run_until_complete(scenario())
+    finally:
+        run.run_until_complete(engine.shutdown())
+    batch_lines = [r for r in caplog.records if r.getMessage().startswith("dall-e-2: ran a batch")]
+    named = [getattr(record, "request_id", None) for record in batch_lines]
+    assert named == ["req_a1,req_a2", "req_b1,req_b2,req_b3"]

@@ -6,7 +6,16 @@ from __future__ import annotations
 import contextvars
 import logging
 
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+from easel.observability.logs import request_id_var
+
+__all__ = [
+    "RequestIdLogFilter",
+    "add_response_header",
+    "current_response_headers",
+    "request_id_var",
+    "response_headers_var",
+]
+
 # One dict per request, set by the middleware; shared (not copied) by the tasks the request spawns.
 response_headers_var: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "response_headers", default=None
@@ -20,8 +29,10 @@ def current_response_headers() -> dict[str, str]:
 
 
 class RequestIdLogFilter(logging.Filter):
-    """Adds `request_id` to every log record so formats can print it."""
+    """Adds `request_id` to every log record so formats can print it: the current request's, unless
+    the record names its requests itself (`extra={"request_id": ...}`, as the batcher's do)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id_var.get()
         return True

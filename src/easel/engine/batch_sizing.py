@@ -10,6 +10,10 @@ the budget) until both are known, which walks it to the peak; every so often it 
 current limit's figure and probes again, since the machine's other load and the model's warm-up
 change the best size. A batch that runs out of accelerator memory caps its class below that size
 until the next reprobe, so the scheduler does not split every batch again.
+
+Measurements are noisy (the machine's other load, batches that are not full), so the limit moves
+from one measured size to another only when that size beats the current one by a margin, and then
+stays for a minimum number of batches: without both it follows the noise from batch to batch.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ TOLERANCE = 0.05
 REPROBE_BATCHES = 200
 # How much each batch moves its size's running figure.
 SMOOTHING = 0.3
+# Another measured size replaces the current limit only when faster by this fraction more.
+HYSTERESIS = 0.1
+# Batches a limit chosen among measured sizes runs before the sizer may move it again.
+MIN_DWELL_BATCHES = 20
 
 
 @dataclass
@@ -37,6 +45,7 @@ class _ClassState:
     ceiling: int  # the budget, or less after running out of memory
     rates: dict[int, RunningAverage] = field(default_factory=dict)  # images/s by batch size
     batches: int = 0
+    dwell: int = 0  # batches the current limit must still run before it may change
 
     def measured(self, size: int) -> bool:
         rate = self.rates.get(size)
@@ -72,6 +81,9 @@ class BatchSizer:
         if state.batches % REPROBE_BATCHES == 0:
             state.rates = {size: r for size, r in state.rates.items() if size == state.limit}
             state.ceiling = state.budget  # the memory that ran out may be free again
+        if state.dwell:
+            state.dwell -= 1
+            return None
         return _set_limit(state, _next_limit(state))
 
     def record_out_of_memory(self, key: BatchKey, images: int) -> int | None:
@@ -98,18 +110,23 @@ class BatchSizer:
 
 
 def _set_limit(state: _ClassState, limit: int) -> int | None:
-    """Set the class's limit; the new limit when it changed, else None."""
-    changed = limit != state.limit
+    """Set the class's limit; the new limit when it changed, else None. A limit chosen among
+    measured sizes dwells; a probe of an unmeasured size lasts until it is measured."""
+    if limit == state.limit:
+        return None
     state.limit = limit
-    return limit if changed else None
+    state.dwell = MIN_DWELL_BATCHES if state.measured(limit) else 0
+    return limit
 
 
 def _next_limit(state: _ClassState) -> int:
     """Keep measuring a size until its figure counts; then take the best measured size, unless
-    one of its neighbours is still unmeasured: that is probed first."""
+    one of its neighbours is still unmeasured: that is probed first. The current limit's figure
+    counts `HYSTERESIS` higher, so a change must beat it by that margin."""
     if not state.measured(state.limit):
         return state.limit
     rates = {size: rate.value for size, rate in state.rates.items() if state.measured(size)}
+    rates[state.limit] *= 1 + HYSTERESIS
     best = max(rates.values())
     chosen = min(size for size, value in rates.items() if value >= (1 - TOLERANCE) * best)
     for neighbour in (min(state.ceiling, chosen * 2), max(1, chosen // 2)):

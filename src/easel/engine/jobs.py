@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 from dataclasses import dataclass, field
 
 from easel.catalog import GenerationPlan
 from easel.engine.types import GeneratedImage, GenerationTiming
+from easel.observability.logs import request_id_var
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,8 @@ class BatchKey:
     @property
     def label(self) -> str:
         negative = ", negative prompt" if self.has_negative_prompt else ""
-        return f"{self.width}x{self.height}, {self.steps} steps, guidance {self.guidance_scale:g}{negative}"
+        size = f"{self.width}x{self.height}"
+        return f"{size}, {self.steps} steps, guidance {self.guidance_scale:g}{negative}"
 
 
 @dataclass(eq=False)
@@ -37,8 +38,8 @@ class Job:
     plan: GenerationPlan
     seed: int
     future: asyncio.Future[list[GeneratedImage]]
-    # The submitter's context, so log lines about this job carry its request id.
-    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    # The submitter's request id, so log lines about this job name it.
+    request_id: str = field(default_factory=request_id_var.get)
     enqueued_at: float = field(default_factory=time.monotonic)
     timing: GenerationTiming = field(default_factory=GenerationTiming)
     first_started: float | None = None  # when its first batch began
@@ -54,8 +55,8 @@ class Job:
         return self.plan.n - self.dispatched
 
     def log(self, logger: logging.Logger, level: int, message: str, *args: object) -> None:
-        """Log inside the submitter's context, so the record carries its request id."""
-        self.context.run(logger.log, level, message, *args)
+        """Log a line about this job, carrying its request id."""
+        logger.log(level, message, *args, extra={"request_id": self.request_id})
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,19 @@ class Part:
 
 def batch_images(parts: list[Part]) -> int:
     return sum(part.count for part in parts)
+
+
+def request_ids(parts: list[Part]) -> str:
+    """The ids of the requests in a batch, comma-separated, for its log lines."""
+    return ",".join(dict.fromkeys(part.job.request_id for part in parts))
+
+
+def by_request(parts: list[Part]) -> list[list[Part]]:
+    """A batch's parts grouped by request, in batch order."""
+    groups: dict[Job, list[Part]] = {}
+    for part in parts:
+        groups.setdefault(part.job, []).append(part)
+    return list(groups.values())
 
 
 def split_parts(parts: list[Part]) -> tuple[list[Part], list[Part]]:

@@ -9,6 +9,7 @@ thread; requests arriving meanwhile form the next batch.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 import time
@@ -25,7 +26,15 @@ from easel.background import cancel_and_wait
 from easel.catalog import GenerationPlan
 from easel.engine.batch_sizing import BatchSizer
 from easel.engine.generate import BatchAbandoned, run_batch
-from easel.engine.jobs import BatchKey, Job, Part, batch_images, split_parts
+from easel.engine.jobs import (
+    BatchKey,
+    Job,
+    Part,
+    batch_images,
+    by_request,
+    request_ids,
+    split_parts,
+)
 from easel.engine.resolution import generation_size
 from easel.engine.running_average import RunningAverage
 from easel.engine.types import GeneratedImage, Generation
@@ -51,7 +60,8 @@ class SchedulerConfig:
 
 
 class BatchFailed(RuntimeError):
-    """The pipeline raised while running a batch; every request in that batch gets this."""
+    """The pipeline raised while running a request, alone in its batch or with others that
+    succeeded apart after their shared batch failed."""
 
 
 @dataclass
@@ -179,7 +189,12 @@ class BatchScheduler:
         if self._wakeup is None:
             self._wakeup = asyncio.Event()
         if self._task is None or self._task.done():
-            self._task = loop.create_task(self._batch_forever(), name=f"easel-batcher-{self.model}")
+            # A fresh context: the batcher serves every request, not just the one that started it.
+            self._task = loop.create_task(
+                self._batch_forever(),
+                name=f"easel-batcher-{self.model}",
+                context=contextvars.Context(),
+            )
         self._wakeup.set()
         return job
 
@@ -232,7 +247,7 @@ class BatchScheduler:
             try:
                 await self._run(loop, pipe, key, parts)
             except Exception:  # the batcher must outlive any fault, or the model stops serving
-                log.exception("%s: batcher fault", self.model)
+                log.exception("%s: batcher fault", self.model, extra=_naming(parts))
 
     def _fail_pending(self, error: EaselError) -> None:
         for job in self._pending:
@@ -325,27 +340,35 @@ class BatchScheduler:
             self._running_images = 0
             for job in jobs:
                 job.timing.generating_seconds = time.monotonic() - job.first_started
-        self._resize(key, calls)
+        self._resize(key, calls, parts)
         made = sum(len(r) for _, r in outcome if not isinstance(r, BaseException))
         if made:
             self._images_per_second.add(made / max(time.monotonic() - started, 1e-6))
         for part, result in outcome:
             self._deliver(part, result)
 
-    def _resize(self, key: BatchKey, calls: PipelineCalls) -> None:
+    def _resize(self, key: BatchKey, calls: PipelineCalls, parts: list[Part]) -> None:
         changes = [self.sizer.record_out_of_memory(key, images) for images in calls.out_of_memory]
         changes += [self.sizer.record(key, images, seconds) for images, seconds in calls.ran]
         limit = next((change for change in reversed(changes) if change is not None), None)
         if limit is not None:
             set_batch_limit(self.model, key.label, limit)
-            log.info("%s: batches of %s now hold at most %d images", self.model, key.label, limit)
+            log.info(
+                "%s: batches of %s now hold at most %d images",
+                self.model,
+                key.label,
+                limit,
+                extra=_naming(parts),
+            )
 
     def _attempt(
         self, pipe: DiffusionPipeline, key: BatchKey, parts: list[Part], calls: PipelineCalls
     ) -> Outcome:
-        """Run one batch on the model's thread; on out-of-memory, retry each half on its own.
-        Notes in `calls` what each pipeline call did."""
+        """Run one batch on the model's thread; on out-of-memory, retry each half on its own; on
+        any other fault, retry each request on its own, so a request the pipeline cannot run fails
+        alone. Notes in `calls` what each pipeline call did."""
         jobs = {part.job for part in parts}
+        naming = _naming(parts)
 
         def abandoned() -> bool:
             return all(job.cancelled for job in jobs)
@@ -365,6 +388,7 @@ class BatchScheduler:
                 images,
                 exc.step,
                 key.steps,
+                extra=naming,
             )
             return [(part, exc) for part in parts]
         except torch.OutOfMemoryError as exc:
@@ -376,6 +400,7 @@ class BatchScheduler:
                     key.width,
                     key.height,
                     exc,
+                    extra=naming,
                 )
                 return [(parts[0], _out_of_memory(key))]
             calls.out_of_memory.append(images)
@@ -384,12 +409,29 @@ class BatchScheduler:
                 "%s: out of memory for a batch of %d images; retrying it in halves",
                 self.model,
                 images,
+                extra=naming,
             )
             left, right = split_parts(parts)
             return self._attempt(pipe, key, left, calls) + self._attempt(pipe, key, right, calls)
-        except Exception as exc:  # a pipeline fault fails this batch's requests, nothing else
+        except Exception as exc:  # a pipeline fault fails the request that caused it, no other
             self.stats.failed_batches += 1
-            log.exception("%s: a batch of %d images failed", self.model, images)
+            requests = by_request(parts)
+            if len(requests) > 1:
+                log.warning(
+                    "%s: a batch of %d images from %d requests failed; retrying each request "
+                    "on its own",
+                    self.model,
+                    images,
+                    len(requests),
+                    exc_info=True,
+                    extra=naming,
+                )
+                return [
+                    result
+                    for request in requests
+                    for result in self._attempt(pipe, key, request, calls)
+                ]
+            log.exception("%s: a batch of %d images failed", self.model, images, extra=naming)
             failure = BatchFailed(f"{type(exc).__name__} in a batch of {images} images: {exc}")
             failure.__cause__ = exc
             return [(part, failure) for part in parts]
@@ -398,8 +440,14 @@ class BatchScheduler:
         self.stats.images += images
         self.stats.batch_sizes[images] += 1
         observe_batch_size(self.model, images)
-        log.debug("%s: ran a batch of %d images from %d requests", self.model, images, len(jobs))
-        return list(zip(parts, results))
+        log.debug(
+            "%s: ran a batch of %d images from %d requests",
+            self.model,
+            images,
+            len(jobs),
+            extra=naming,
+        )
+        return list(zip(parts, results, strict=True))
 
     def _deliver(self, part: Part, result: list[GeneratedImage] | BaseException) -> None:
         job = part.job
@@ -411,6 +459,11 @@ class BatchScheduler:
         job.images[part.first : part.first + part.count] = result
         if not job.undispatched and all(image is not None for image in job.images):
             job.future.set_result([image for image in job.images if image is not None])
+
+
+def _naming(parts: list[Part]) -> dict[str, object]:
+    """`extra` for a batch's log lines: they carry the ids of all its requests."""
+    return {"request_id": request_ids(parts)}
 
 
 def _out_of_memory(key: BatchKey) -> ServerError:

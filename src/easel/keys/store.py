@@ -25,7 +25,7 @@ class ApiKey:
     display_hint: str
     created_at: datetime
     revoked_at: datetime | None
-    policy: KeyPolicy = KeyPolicy()
+    policy: KeyPolicy
 
     def status(self, now: datetime | None = None) -> str:
         """revoked, disabled, expired or active."""
@@ -103,7 +103,8 @@ def _apply_policy(row: ApiKeyRow, policy: KeyPolicy) -> None:
     row.quota = policy.quota
     row.quota_period = policy.quota_period
     row.models = ",".join(policy.models) if policy.models is not None else None
-    row.expires_at = policy.expires_at
+    # SQLite keeps a datetime's wall time and drops its offset: store the instant in UTC.
+    row.expires_at = policy.expires_at.astimezone(UTC) if policy.expires_at else None
     row.disabled = policy.disabled
 
 

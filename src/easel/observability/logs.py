@@ -3,10 +3,14 @@ plain text, one line per record."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
 from datetime import UTC, datetime
+
+# The id of the request being served; the engine reads it too, so it lives below the web layer.
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}

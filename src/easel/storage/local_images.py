@@ -16,6 +16,9 @@ from easel.storage.images import IMAGE_ID_PATTERN, ImageStore, new_image_id
 # What a signed URL's `expires` can be: a Unix time in ASCII digits, of a sane length (int()
 # refuses thousands of digits, and other scripts' digits pass str.isdigit()).
 _EXPIRES_PATTERN = re.compile(r"^[0-9]{1,12}$")
+# Names of a write in progress; the sweep removes those an interrupted write left behind.
+_TEMP_PREFIX = ".easel-"
+_TEMP_SUFFIX = ".tmp"
 
 
 class UrlCheck(StrEnum):
@@ -41,7 +44,7 @@ class LocalImageStore(ImageStore):
     def save(self, png: bytes) -> str:
         image_id = new_image_id()
         # Write then rename, so a reader never sees half a file.
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX)
         with os.fdopen(fd, "wb") as handle:
             handle.write(png)
         os.replace(tmp, self.path(image_id))
@@ -72,12 +75,18 @@ class LocalImageStore(ImageStore):
         return self.directory / f"{image_id}.png"
 
     def sweep(self, now: float | None = None) -> int:
-        # Stray temp files of interrupted writes go too.
+        """Delete Easel's own files older than the lifetime: its images and the temp files of
+        interrupted writes, directly in the directory. Anything else there is left alone, since
+        `--storage` may name a directory that other files share."""
         cutoff = (now if now is not None else time.time()) - self.ttl_seconds
         removed = 0
         for entry in os.scandir(self.directory):
             try:
-                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                if (
+                    _written_by_easel(entry.name)
+                    and entry.is_file(follow_symlinks=False)
+                    and entry.stat(follow_symlinks=False).st_mtime < cutoff
+                ):
                     os.unlink(entry.path)
                     removed += 1
             except FileNotFoundError:  # removed concurrently
@@ -87,3 +96,10 @@ class LocalImageStore(ImageStore):
     def _sign(self, image_id: str, expires: int) -> str:
         message = f"{image_id}.{expires}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+
+def _written_by_easel(name: str) -> bool:
+    """An image's file (`<id>.png`) or the temp file of a write in progress."""
+    if name.startswith(_TEMP_PREFIX) and name.endswith(_TEMP_SUFFIX):
+        return True
+    return name.endswith(".png") and IMAGE_ID_PATTERN.match(name.removesuffix(".png")) is not None

@@ -1,8 +1,10 @@
-"""Writes usage records on a background thread, off the request's hot path, retrying until the
-database takes them; `close` drains the queue, so a clean shutdown loses nothing."""
+"""Stores usage records: each at once, before its response is sent, so a crash cannot lose a
+delivered request's record; while the database is unavailable, on a background thread that retries
+until the database takes them. `close` drains that queue, so a clean shutdown loses nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import queue
@@ -18,6 +20,9 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 MAX_RETRY_SECONDS = 30.0
+# How long a response waits for its record to be stored; past that (a database that hangs rather
+# than refuses) the record is stored or queued on its own and the response goes out.
+RECORD_WAIT_SECONDS = 5.0
 
 
 class UsageWriter:
@@ -31,6 +36,30 @@ class UsageWriter:
 
     def start(self) -> None:
         self._thread.start()
+
+    async def record(self, record: UsageRecord) -> None:
+        """Store a record before returning (off the event loop), or queue it for the background
+        writer when the database is unavailable: a request that has its images never fails here."""
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.store_now, record), RECORD_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning(
+                "storing usage record %s takes over %.0fs; the response goes out meanwhile",
+                record.request_id,
+                RECORD_WAIT_SECONDS,
+            )
+
+    def store_now(self, record: UsageRecord) -> None:
+        """Store a record on this thread; queue it when the database is unreachable."""
+        try:
+            self._store.write([record])
+        except (OperationalError, InterfaceError):
+            log.warning(
+                "storing usage record %s failed; queued for retry", record.request_id, exc_info=True
+            )
+            self.submit(record)
+        except DatabaseError as exc:
+            _log_refused(record, exc)
 
     def submit(self, record: UsageRecord) -> None:
         """Queue a record; never blocks the caller on the database."""
@@ -106,8 +135,14 @@ class UsageWriter:
         for record in batch:
             try:
                 self._store.write([record])
-            except DatabaseError:
-                log.exception(
-                    "usage record refused by the database: %s",
-                    json.dumps(asdict(record), default=str),
-                )
+            except DatabaseError as exc:
+                _log_refused(record, exc)
+
+
+def _log_refused(record: UsageRecord, error: DatabaseError) -> None:
+    """The database refused the record's data itself: log it in full for an operator to replay."""
+    log.error(
+        "usage record refused by the database: %s",
+        json.dumps(asdict(record), default=str),
+        exc_info=error,
+    )

@@ -127,7 +127,7 @@ async def metered(
         metrics.IN_FLIGHT.labels(plan.model).dec()
         status = outcome.end(error)
         delivered = meter.delivered if status == 200 else 0
-        services.usage_writer.submit(
+        await services.usage_writer.record(
             UsageRecord(
                 request_id=request_id,
                 created_at=utcnow(),
