@@ -19,7 +19,7 @@ from easel.engine.engine import Engine
 from easel.engine.faults import OOM_ENV
 from easel.engine.jobs import Job, Part, split_parts
 from easel.engine.scheduler import BatchFailed
-from easel.engine.types import GeneratedImage
+from easel.engine.types import GeneratedImage, Generation
 from easel.errors import DeadlineExceededError, RateLimitError, ServerError
 from easel.observability.logs import request_id_var
 from easel.settings import Settings
@@ -333,7 +333,7 @@ def test_a_request_the_pipeline_cannot_run_fails_alone(
     plans = [plan(catalog, prompt=f"honest {i}") for i in range(3)]
     plans.insert(1, plan(catalog, prompt="bad \ud800"))
 
-    async def scenario() -> list[list[GeneratedImage] | BaseException]:
+    async def scenario() -> list[Generation | BaseException]:
         return await asyncio.gather(
             *(engine.generate(p, seed=10 * i) for i, p in enumerate(plans)),
             return_exceptions=True,
@@ -344,7 +344,11 @@ def test_a_request_the_pipeline_cannot_run_fails_alone(
     finally:
         run.run_until_complete(engine.shutdown())
     assert isinstance(results.pop(1), BatchFailed)
-    assert [seeds(images) for images in results if isinstance(images, list)] == [[0], [20], [30]]
+    assert [seeds(done.images) for done in results if isinstance(done, Generation)] == [
+        [0],
+        [20],
+        [30],
+    ]
     stats = engine.stats()["dall-e-2"]
     # The shared batch of 4 failed; apart, three requests ran and the bad one failed alone.
     assert stats["failed_batches"] == 2
