@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from easel.api.app import scheduler_config
 from easel.api.context import RequestIdLogFilter
 from easel.catalog import Catalog, GenerationPlan
 from easel.engine.engine import Engine
@@ -42,7 +41,7 @@ def catalog(tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> Catalog:
 
 def make_engine(catalog: Catalog, **settings: Any) -> Engine:
     """An engine with the server's default limits, but for these settings."""
-    return Engine(catalog, config=scheduler_config(Settings(**settings)))
+    return Engine(catalog, config=Settings(**settings).scheduler_config())
 
 
 def plan(catalog: Catalog, model: str = "dall-e-2", **fields: object) -> GenerationPlan:

@@ -12,7 +12,6 @@ import openai
 import pytest
 from PIL import Image
 
-from easel.api.app import scheduler_config
 from easel.api.images.protocol import CreateImageRequest
 from easel.catalog import Catalog
 from easel.engine.engine import Engine
@@ -167,7 +166,7 @@ def test_drawn_seeds_of_a_large_request_can_all_be_sent_back(
     # Fault injection: the draw is random, and only its top end can overflow; no real request can
     # be made to land there, so the draw is forced to the highest value it may return.
     monkeypatch.setattr(secrets, "randbelow", lambda bound: bound - 1)
-    engine = Engine(catalog, config=scheduler_config(Settings()))
+    engine = Engine(catalog, config=Settings().scheduler_config())
     try:
         generation = asyncio.run(engine.generate(request.resolve(spec).plan))
     finally:

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from easel.api.app import scheduler_config
 from easel.catalog import Catalog
 from easel.engine.engine import Engine
 from easel.engine.generate import to_uint8
@@ -50,7 +49,7 @@ def test_channels_last_makes_the_same_images(layout: str, request: pytest.Fixtur
 
 def test_engine_serves_the_tuned_pipeline(tiny_sd: Path) -> None:
     engine = Engine(
-        Catalog.build(None, [f"dall-e-2={tiny_sd}"]), config=scheduler_config(Settings())
+        Catalog.build(None, [f"dall-e-2={tiny_sd}"]), config=Settings().scheduler_config()
     )
     try:
         pipe = engine.pipeline("dall-e-2")

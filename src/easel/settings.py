@@ -20,6 +20,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from easel.engine.types import SchedulerConfig
+
 ENV_PREFIX = "EASEL_"
 MIN_SECRET_LENGTH = 32
 # An admin key is a password for every key and quota: long and not a repeated pattern.
@@ -174,6 +176,17 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'easel.db'}"
+
+    def scheduler_config(self) -> SchedulerConfig:
+        """Each model's queue and batch limits, as the engine takes them."""
+        return SchedulerConfig(
+            queue_images=self.queue_images,
+            batch_images=self.batch_images,
+            batch_pixels=self.batch_pixels,
+            batch_wait_seconds=self.batch_wait_ms / 1000,
+            adaptive_batch_size=self.adaptive_batch_size,
+            deadline_seconds=self.deadline_seconds or None,
+        )
 
     def signing_secret(self) -> bytes:
         """EASEL_URL_SECRET, else a random secret kept in the data directory across restarts."""

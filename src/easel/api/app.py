@@ -21,7 +21,6 @@ from easel.background import cancel_and_wait
 from easel.catalog import Catalog
 from easel.db.database import Database
 from easel.engine.engine import Engine
-from easel.engine.scheduler import SchedulerConfig
 from easel.engine.types import ImageEngine
 from easel.keys.store import KeyStore
 from easel.limits.limiter import Limiter
@@ -32,18 +31,6 @@ from easel.usage.store import UsageStore
 from easel.usage.writer import UsageWriter
 
 log = logging.getLogger(__name__)
-
-
-def scheduler_config(settings: Settings) -> SchedulerConfig:
-    """Each model's queue and batch limits, from the server's settings."""
-    return SchedulerConfig(
-        queue_images=settings.queue_images,
-        batch_images=settings.batch_images,
-        batch_pixels=settings.batch_pixels,
-        batch_wait_seconds=settings.batch_wait_ms / 1000,
-        adaptive_batch_size=settings.adaptive_batch_size,
-        deadline_seconds=settings.deadline_seconds or None,
-    )
 
 
 def build_services(
@@ -57,7 +44,9 @@ def build_services(
     return AppServices(
         settings=settings,
         catalog=catalog,
-        engine=engine if engine is not None else Engine(catalog, config=scheduler_config(settings)),
+        engine=engine
+        if engine is not None
+        else Engine(catalog, config=settings.scheduler_config()),
         database=database,
         keys=KeyStore(database),
         images=images,

@@ -58,13 +58,12 @@ def generate(
     model_source: ModelSourceOption = None,
 ) -> None:
     """Generate images locally and write them as PNG files; prints the paths it wrote."""
-    from easel.api.app import scheduler_config
     from easel.api.images.protocol import CreateImageRequest
     from easel.engine.engine import Engine
 
     # The server's engine, scheduler included, with the EASEL_* batch settings; no deadline: the
     # user is watching the progress bar.
-    scheduler = replace(scheduler_config(settings_from_flags("generate")), deadline_seconds=None)
+    scheduler = replace(settings_from_flags("generate").scheduler_config(), deadline_seconds=None)
     catalog = build_catalog(config, model_source)
     body: dict[str, Any] = {
         "prompt": prompt,

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import ray
 from ray import serve
 
-from easel.api.app import scheduler_config
 from easel.catalog import Catalog, GenerationPlan, ModelSpec
 from easel.cluster.logs import send_easel_logs_to_serve
 from easel.cluster.resources import DeploymentDemand
@@ -31,7 +30,7 @@ class ModelReplica:
     def __init__(self, spec: ModelSpec) -> None:
         send_easel_logs_to_serve()
         # The replica's EASEL_* environment sizes its queue and batches, as for `easel serve`.
-        self._engine = Engine(Catalog([spec]), config=scheduler_config(load_settings()))
+        self._engine = Engine(Catalog([spec]), config=load_settings().scheduler_config())
         self._engine.start()
         context = serve.get_replica_context()
         # Which replica made a generation: deployment#id, process and node.

@@ -7,8 +7,7 @@ from diffusers import DiffusionPipeline
 
 from easel.catalog import Catalog, GenerationPlan
 from easel.engine.device import best_device, dtype_for
-from easel.engine.scheduler import SchedulerConfig
-from easel.engine.types import Generation, ModelState
+from easel.engine.types import Generation, ModelState, SchedulerConfig
 from easel.engine.worker import ModelWorker
 
 

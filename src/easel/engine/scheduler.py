@@ -37,7 +37,7 @@ from easel.engine.jobs import (
 )
 from easel.engine.resolution import generation_size
 from easel.engine.running_average import RunningAverage
-from easel.engine.types import GeneratedImage, Generation
+from easel.engine.types import GeneratedImage, Generation, SchedulerConfig
 from easel.errors import DeadlineExceededError, EaselError, RateLimitError, ServerError
 from easel.observability.metrics import observe_batch_size, set_batch_limit, set_queue_depth
 
@@ -45,18 +45,6 @@ log = logging.getLogger(__name__)
 
 # How much each new measurement moves the running averages of arrival gaps and throughput.
 _SMOOTHING = 0.2
-
-
-@dataclass(frozen=True)
-class SchedulerConfig:
-    """Limits of one model's queue, filled in from the server's settings (the defaults' home)."""
-
-    queue_images: int  # images waiting (not yet running) before new requests get 429
-    batch_images: int  # most images in one pipeline call
-    batch_pixels: int  # most generated pixels in one pipeline call
-    batch_wait_seconds: float  # longest wait for company when the model is idle
-    adaptive_batch_size: bool  # limit batches to the size measured fastest (batch_sizing.py)
-    deadline_seconds: float | None  # a request still unfinished then is cancelled; None: never
 
 
 class BatchFailed(RuntimeError):

@@ -52,6 +52,18 @@ class Generation:
     replica: str | None = None
 
 
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Limits of one model's queue, filled in from the server's settings (the defaults' home)."""
+
+    queue_images: int  # images waiting (not yet running) before new requests get 429
+    batch_images: int  # most images in one pipeline call
+    batch_pixels: int  # most generated pixels in one pipeline call
+    batch_wait_seconds: float  # longest wait for company when the model is idle
+    adaptive_batch_size: bool  # limit batches to the size measured fastest (batch_sizing.py)
+    deadline_seconds: float | None  # a request still unfinished then is cancelled; None: never
+
+
 class ModelState(StrEnum):
     LOADING = "loading"
     READY = "ready"

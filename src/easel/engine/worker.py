@@ -12,9 +12,9 @@ from diffusers import DiffusionPipeline
 from easel.catalog import GenerationPlan, ModelSpec
 from easel.engine.generate import draw_seed
 from easel.engine.loader import ModelLoadError, load_pipeline
-from easel.engine.scheduler import BatchScheduler, SchedulerConfig
+from easel.engine.scheduler import BatchScheduler
 from easel.engine.tuning import tune_for_serving
-from easel.engine.types import Generation, ModelState
+from easel.engine.types import Generation, ModelState, SchedulerConfig
 from easel.errors import ServiceUnavailableError
 
 log = logging.getLogger(__name__)
