@@ -58,7 +58,8 @@ class Limiter:
         self._clock = clock
 
     def admit_request(self, key: ApiKey) -> dict[str, str]:
-        """Take one request from the key's requests-per-minute; the x-ratelimit-*-requests headers."""
+        """Take one request from the key's requests per minute; the x-ratelimit-*-requests
+        headers."""
         if key.policy.rpm is None:
             return {}
         rate = RateLimit(f"rpm:{key.id}", key.policy.rpm, 1)
@@ -198,7 +199,8 @@ def _rate_error(
 
 
 def _period_reset_seconds(quota_period: str, when: datetime) -> float | None:
-    """Seconds until a day or month quota starts afresh; None for a total quota, which never does."""
+    """Seconds until a day or month quota starts afresh; None for a total quota, which never
+    does."""
     if quota_period == "day":
         start = when.replace(hour=0, minute=0, second=0, microsecond=0)
         return (start + timedelta(days=1) - when).total_seconds()

@@ -1,4 +1,5 @@
-"""Alembic migrations for the Easel database, applied on `easel serve` start and by `easel db upgrade`."""
+"""Alembic migrations for the Easel database, applied on `easel serve` start and by
+`easel db upgrade`."""
 
 from __future__ import annotations
 
