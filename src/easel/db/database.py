@@ -57,12 +57,15 @@ class ApiKeyRow(Base):
 
 
 class RateBucketRow(Base):
-    """One GCRA bucket: `tat` is the theoretical arrival time (Unix seconds) of the next unit."""
+    """One GCRA bucket: `tat` is the theoretical arrival time (Unix seconds) of the next unit;
+    `hold_units` are kept back from smaller requests until `hold_until` for a refused larger one."""
 
     __tablename__ = "rate_buckets"
 
     bucket: Mapped[str] = mapped_column(String(300), primary_key=True)
     tat: Mapped[float] = mapped_column(Float)
+    hold_units: Mapped[int] = mapped_column(Integer, server_default="0")
+    hold_until: Mapped[float] = mapped_column(Float, server_default="0")
 
 
 class QuotaUsageRow(Base):
