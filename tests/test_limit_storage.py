@@ -158,7 +158,7 @@ def test_a_multi_image_request_retrying_at_retry_after_gets_in_among_single_ones
                 next_multi = clock.now + int(refused.headers["retry-after-ms"]) / 1000
     assert admitted_at is not None, f"still refused after {multi_attempts} attempts"
     assert multi_attempts == 2  # refused once, admitted on its first retry
-    assert singles == 11  # ten at once, one as it came back, then four kept for the retry
+    assert singles == 11  # ten from the full bucket, one as it came back, then none: held
     clock.now = admitted_at + 6.01
     limiter.admit_images(key, None, 1, "req_after")  # one image back: the retry ended the hold
 
