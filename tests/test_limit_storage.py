@@ -14,11 +14,12 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
 from easel.db.database import Base, Database, normalise_url
-from easel.db.migrations import current_revision, head_revision
+from easel.db.migrations import current_revision, head_revision, upgrade
 from easel.errors import InsufficientQuotaError, RateLimitError
 from easel.keys.store import ApiKey, KeyStore
 from easel.limits.limiter import Limiter, format_duration
 from easel.limits.policy import KeyPolicy, PolicyError, parse_expiry
+from easel.limits.rate_buckets import HOLD_GRACE_SECONDS
 from easel.usage.store import UsageRecord, UsageStore
 from tests.postgres import PostgresCluster
 from tests.server import easel
@@ -32,6 +33,9 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+REMAINING_IMAGES = "x-ratelimit-remaining-images"
 
 
 def present(value: ApiKey | None) -> ApiKey:
@@ -112,19 +116,103 @@ def test_image_rate_takes_n_and_refuses_a_request_that_can_never_fit(database: D
     clock = Clock()
     key, _ = KeyStore(database).create("i", KeyPolicy(ipm=5))
     limiter = Limiter(database, clock=clock)
-    assert (
-        limiter.admit_images(key, None, 3, "req_1").headers["x-ratelimit-remaining-images"] == "2"
-    )
-    with pytest.raises(RateLimitError) as refused:
-        limiter.admit_images(key, None, 3, "req_2")
-    assert "x-should-retry" not in refused.value.headers
+    assert limiter.admit_images(key, None, 3, "req_1").headers[REMAINING_IMAGES] == "2"
     with pytest.raises(RateLimitError) as never:
-        limiter.admit_images(key, None, 6, "req_3")
+        limiter.admit_images(key, None, 6, "req_2")
     assert never.value.headers["x-should-retry"] == "false"
     # A refused request takes nothing: the two images left are still there.
-    assert (
-        limiter.admit_images(key, None, 2, "req_4").headers["x-ratelimit-remaining-images"] == "0"
-    )
+    assert limiter.admit_images(key, None, 2, "req_3").headers[REMAINING_IMAGES] == "0"
+    with pytest.raises(RateLimitError) as refused:
+        limiter.admit_images(key, None, 3, "req_4")
+    assert "x-should-retry" not in refused.value.headers
+
+
+def test_a_multi_image_request_retrying_at_retry_after_gets_in_among_single_ones(
+    database: Database,
+) -> None:
+    clock = Clock()
+    key, _ = KeyStore(database).create("fair", KeyPolicy(ipm=10))  # an image back every 6 s
+    limiter = Limiter(database, clock=clock)
+    start = clock.now
+    # Single-image clients send a request every second, more than the rate refills: without a
+    # fair rule they take every image as it comes back and the 4-image request never fits.
+    next_single, next_multi = start, start + 10.5
+    singles = multi_attempts = 0
+    admitted_at: float | None = None
+    while admitted_at is None and clock.now < start + 600:
+        clock.now = min(next_single, next_multi)
+        if clock.now == next_single:
+            next_single += 1
+            try:
+                limiter.admit_images(key, None, 1, f"req_single_{clock.now}")
+                singles += 1
+            except RateLimitError:
+                pass
+        else:
+            multi_attempts += 1
+            try:
+                limiter.admit_images(key, None, 4, f"req_multi_{multi_attempts}")
+                admitted_at = clock.now
+            except RateLimitError as refused:
+                # What the official SDKs do: wait retry-after-ms, then send the request again.
+                next_multi = clock.now + int(refused.headers["retry-after-ms"]) / 1000
+    assert admitted_at is not None, f"still refused after {multi_attempts} attempts"
+    assert multi_attempts == 2  # refused once, admitted on its first retry
+    assert singles == 11  # ten from the full bucket, one as it came back, then none: held
+    clock.now = admitted_at + 6.01
+    limiter.admit_images(key, None, 1, "req_after")  # one image back: the retry ended the hold
+
+
+def test_a_hold_lapses_when_its_request_never_comes_back(database: Database) -> None:
+    clock = Clock()
+    key, _ = KeyStore(database).create("lapse", KeyPolicy(ipm=10))
+    limiter = Limiter(database, clock=clock)
+    for i in range(10):
+        limiter.admit_images(key, None, 1, f"req_{i}")
+    with pytest.raises(RateLimitError) as refused:
+        limiter.admit_images(key, None, 4, "req_four")
+    assert refused.value.headers["retry-after-ms"] == "24000"  # four images back, 6 s each
+    hold_ends = clock.now + 24 + HOLD_GRACE_SECONDS
+    # Just before the hold lapses 5 images are free: single images get only the one above it.
+    clock.now = hold_ends - 0.001
+    assert limiter.admit_images(key, None, 1, "req_above").headers[REMAINING_IMAGES] == "0"
+    with pytest.raises(RateLimitError) as held:
+        limiter.admit_images(key, None, 1, "req_held")
+    assert held.value.headers["retry-after-ms"] == "1"  # when the hold lapses
+    # The four-image client never came back: once the hold lapses, every free image is anyone's.
+    clock.now = hold_ends + 0.001
+    remaining = [
+        limiter.admit_images(key, None, 1, f"req_free_{i}").headers[REMAINING_IMAGES]
+        for i in range(4)
+    ]
+    assert remaining == ["3", "2", "1", "0"]
+
+
+def test_a_database_at_0002_upgrades_in_place_keeping_its_buckets(database_url: str) -> None:
+    clock = Clock()
+    old = Database(database_url, migrate=False)
+    upgrade(old.engine, "0002")
+    key, _ = KeyStore(old).create("old", KeyPolicy(ipm=10))
+    with old.engine.begin() as connection:  # the key used its whole minute before the upgrade
+        connection.execute(
+            text("INSERT INTO rate_buckets (bucket, tat) VALUES (:bucket, :tat)"),
+            {"bucket": f"ipm:{key.id}", "tat": clock.now + 60},
+        )
+    old.close()
+    database = Database(database_url)
+    try:
+        assert current_revision(database.engine) == head_revision() == "0003"
+        limiter = Limiter(database, clock=clock)
+        with pytest.raises(RateLimitError) as refused:
+            limiter.admit_images(key, None, 2, "req_two")
+        assert refused.value.headers["retry-after-ms"] == "12000"
+        clock.now += 6
+        with pytest.raises(RateLimitError):  # the one image back is held for the retry
+            limiter.admit_images(key, None, 1, "req_one")
+        clock.now += 6
+        limiter.admit_images(key, None, 2, "req_two_again")
+    finally:
+        database.close()
 
 
 def test_user_limits_are_separate_within_a_key_and_all_or_nothing(database: Database) -> None:

@@ -27,7 +27,7 @@ def test_two_processes_share_limits_and_lose_no_usage(
     url = postgres.create_database()
     data_dir = tmp_path_factory.mktemp("pg-cli")
     upgraded = easel("db", "upgrade", "--database-url", url, data_dir=data_dir).stdout
-    assert "Applied migrations: 0001, 0002" in upgraded
+    assert "Applied migrations: 0001, 0002, 0003" in upgraded
     assert (
         "Already up to date"
         in easel("db", "upgrade", "--database-url", url, data_dir=data_dir).stdout

@@ -21,7 +21,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 
 def utcnow() -> datetime:
@@ -55,12 +57,15 @@ class ApiKeyRow(Base):
 
 
 class RateBucketRow(Base):
-    """One GCRA bucket: `tat` is the theoretical arrival time (Unix seconds) of the next unit."""
+    """One GCRA bucket: `tat` is the theoretical arrival time (Unix seconds) of the next unit;
+    `hold_units` are kept back from smaller requests until `hold_until` for a refused larger one."""
 
     __tablename__ = "rate_buckets"
 
     bucket: Mapped[str] = mapped_column(String(300), primary_key=True)
     tat: Mapped[float] = mapped_column(Float)
+    hold_units: Mapped[int] = mapped_column(Integer, server_default="0")
+    hold_until: Mapped[float] = mapped_column(Float, server_default="0")
 
 
 class QuotaUsageRow(Base):
@@ -144,13 +149,14 @@ class Database:
 
 
 def normalise_url(url: str) -> str:
-    """`postgresql://` means psycopg 3, the driver Easel installs (SQLAlchemy would pick psycopg2)."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    """`postgresql://` means psycopg 3, the driver Easel installs (SQLAlchemy would pick
+    psycopg2)."""
+    if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     # WAL lets the CLI write keys while a server reads them; busy_timeout waits instead of failing.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -159,7 +165,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 
 
 def upsert(connection: Connection, table: Table) -> Any:
-    """INSERT ... ON CONFLICT for the connection's dialect (SQLite and PostgreSQL spell it alike)."""
+    """INSERT ... ON CONFLICT for the connection's dialect (SQLite and PostgreSQL spell it
+    alike)."""
     if connection.dialect.name == "postgresql":
         return postgresql.insert(table)
     if connection.dialect.name == "sqlite":

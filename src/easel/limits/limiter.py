@@ -58,7 +58,8 @@ class Limiter:
         self._clock = clock
 
     def admit_request(self, key: ApiKey) -> dict[str, str]:
-        """Take one request from the key's requests-per-minute; the x-ratelimit-*-requests headers."""
+        """Take one request from the key's requests per minute; the x-ratelimit-*-requests
+        headers."""
         if key.policy.rpm is None:
             return {}
         rate = RateLimit(f"rpm:{key.id}", key.policy.rpm, 1)
@@ -79,16 +80,18 @@ class Limiter:
         if not rates and policy.quota is None:
             return Admission(None)
         now = self._clock()
-        headers: dict[str, str] = {}
-        with self._db.engine.begin() as connection:
-            for kind, rate in rates:
-                state = rate_buckets.take(connection, rate, now)
-                if kind == "images":
-                    headers = rate_headers("images", rate, state)
-                if not state.allowed:
-                    raise _rate_error(kind, rate, state, headers, key.id)
-            period = self._reserve(connection, key, images, request_id, now, headers)
-        return Admission(period, headers)
+        with self._db.engine.connect() as connection:
+            with connection.begin() as transaction:
+                headers, refusal = _take_all(connection, rates, now)
+                if refusal is None:
+                    period = self._reserve(connection, key, images, request_id, now, headers)
+                    return Admission(period, headers)
+                transaction.rollback()  # all or nothing: give back what other buckets took
+            if refusal.state.retry_after is not None:
+                # Its own transaction, as the refused one is rolled back (see rate_buckets).
+                with connection.begin():
+                    rate_buckets.hold(connection, refusal.rate, now, refusal.state.retry_after)
+        raise _rate_error(refusal.kind, refusal.rate, refusal.state, headers, key.id)
 
     def sweep(self) -> None:
         """Drop expired reservations and full buckets (run now and then by the server)."""
@@ -133,6 +136,28 @@ class Limiter:
                 headers=refusal,
             )
         return period
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    kind: str
+    rate: RateLimit
+    state: BucketState
+
+
+def _take_all(
+    connection: Connection, rates: list[tuple[str, RateLimit]], now: float
+) -> tuple[dict[str, str], _Refusal | None]:
+    """Take from each rate's bucket in turn up to the first that refuses; the images headers and
+    that refusal, if any."""
+    headers: dict[str, str] = {}
+    for kind, rate in rates:
+        state = rate_buckets.take(connection, rate, now)
+        if kind == "images":
+            headers = rate_headers("images", rate, state)
+        if not state.allowed:
+            return headers, _Refusal(kind, rate, state)
+    return headers, None
 
 
 def _image_rates(key: ApiKey, user: str | None, images: int) -> list[tuple[str, RateLimit]]:
@@ -198,7 +223,8 @@ def _rate_error(
 
 
 def _period_reset_seconds(quota_period: str, when: datetime) -> float | None:
-    """Seconds until a day or month quota starts afresh; None for a total quota, which never does."""
+    """Seconds until a day or month quota starts afresh; None for a total quota, which never
+    does."""
     if quota_period == "day":
         start = when.replace(hour=0, minute=0, second=0, microsecond=0)
         return (start + timedelta(days=1) - when).total_seconds()

@@ -1,4 +1,5 @@
-"""Alembic migrations for the Easel database, applied on `easel serve` start and by `easel db upgrade`."""
+"""Alembic migrations for the Easel database, applied on `easel serve` start and by
+`easel db upgrade`."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ def _config(connection: Connection) -> Config:
     return config
 
 
-def upgrade(engine: Engine) -> list[str]:
-    """Bring the schema to the newest revision; the revisions applied, oldest first."""
+def upgrade(engine: Engine, revision: str = "head") -> list[str]:
+    """Bring the schema to `revision` (the newest by default); the revisions applied, oldest
+    first."""
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # Several servers may start at once on one database: only one migrates, the others wait.
@@ -32,9 +34,9 @@ def upgrade(engine: Engine) -> list[str]:
         config = _config(connection)
         _adopt_unversioned_schema(connection, config)
         before = MigrationContext.configure(connection).get_current_revision()
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
         script = ScriptDirectory.from_config(config)
-        applied = [rev.revision for rev in script.iterate_revisions("head", before)]
+        applied = [rev.revision for rev in script.iterate_revisions(revision, before)]
     return list(reversed(applied))
 
 

@@ -1,4 +1,4 @@
-"""Per-key policy (rates, quota, models, expiry, disabled), rate buckets, quota counters, usage records.
+"""Per-key policy (rates, quota, models, expiry, disabled), rate buckets, quota, usage records.
 
 Revision ID: 0002
 Revises: 0001
