@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -112,7 +113,12 @@ def _load(engine: Engine, spec: ModelSpec) -> DiffusionPipeline:
         try:
             return engine.pipeline(spec.name)
         except EaselError as exc:
-            err.print(f"[red]easel generate: {exc.message}[/red]")
+            # The user is the operator here: say why, which the API's 503 keeps to the log.
+            reason = engine.workers[spec.name].load_error
+            message = (
+                f"cannot load {spec.name} from {spec.source}: {reason}" if reason else exc.message
+            )
+            err.print(f"[red]easel generate: {escape(message)}[/red]")
             raise typer.Exit(1) from exc
 
 

@@ -42,7 +42,8 @@ class ModelWorker:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"easel-{spec.name}")
         self.scheduler = BatchScheduler(spec.name, config, self._executor, self._loaded_pipeline)
         self._pipe: DiffusionPipeline | None = None
-        self._error: str | None = None
+        # Why the last load failed: for the operator (log, `easel generate`), never for clients.
+        self.load_error: str | None = None
         self._failed_at = 0.0
         self.state = ModelState.LOADING
         self.load_seconds: float | None = None
@@ -109,7 +110,7 @@ class ModelWorker:
             self._fail(f"{type(exc).__name__}: {exc}")
             return None
         self.load_seconds = time.monotonic() - started
-        self._error = None
+        self.load_error = None
         self.state = ModelState.READY
         return self._pipe
 
@@ -117,7 +118,7 @@ class ModelWorker:
         log.error(
             "model %s could not be loaded from %s: %s", self.spec.name, self.spec.source, message
         )
-        self._error = message
+        self.load_error = message
         self._failed_at = time.monotonic()
         self.state = ModelState.FAILED
 
