@@ -1,1 +1,4 @@
-"""Per-key policy: request and image rates, image quotas, allowed models, expiry; checked before work is queued."""
+"""Per-key policy: request and image rates, image quotas, allowed models, expiry.
+
+Checked before work is queued.
+"""
