@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def add_to_hub_cache(hub_cache: Path, repo_id: str, pipeline_dir: Path) -> Path:
-    """Cache `pipeline_dir` as the `main` revision of model `repo_id`; returns the snapshot folder."""
+    """Cache `pipeline_dir` as the `main` revision of model `repo_id`; returns the snapshot."""
     repo_dir = hub_cache / ("models--" + repo_id.replace("/", "--"))
     commit = hashlib.sha1(repo_id.encode()).hexdigest()
     snapshot = repo_dir / "snapshots" / commit

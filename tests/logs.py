@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from tests.server import RunningServer
 
 
-def log_lines(server: RunningServer, request_id: str, count: int) -> list[dict[str, object]]:
+def log_lines(server: RunningServer, request_id: str, count: int) -> list[dict[str, Any]]:
     """The request's JSON log lines, waiting for the access line written after the response."""
     deadline = time.monotonic() + 30
     while True:

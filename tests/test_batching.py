@@ -3,6 +3,7 @@ cancellation on disconnect, deadlines, and faults that leave the server serving.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -39,7 +40,7 @@ def in_parallel(calls: list[Callable[[], Any]]) -> list[Any]:
 
 
 def test_mixed_concurrent_requests_each_get_their_own_images(client: openai.OpenAI) -> None:
-    requests = [
+    requests: list[dict[str, Any]] = [
         {"model": "dall-e-2", "prompt": "a fox", "n": 2, "size": "256x256"},
         {"model": "dall-e-2", "prompt": "an owl", "n": 1, "size": "512x512"},
         {"model": "dall-e-2", "prompt": "a cat", "n": 3, "size": "1024x1024"},
@@ -47,7 +48,7 @@ def test_mixed_concurrent_requests_each_get_their_own_images(client: openai.Open
         {"model": "dall-e-3", "prompt": "a sea", "size": "1792x1024"},
         {"model": "dall-e-3", "prompt": "a hill", "size": "1024x1792"},
     ]
-    results = in_parallel([lambda r=r: generate(client, **r) for r in requests])
+    results = in_parallel([functools.partial(generate, client, **r) for r in requests])
     for request, result in zip(requests, results, strict=True):
         images = result["images"]
         assert len(images) == request.get("n", 1)
@@ -282,7 +283,10 @@ def wait_for_json_log(
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         for text in server.log().splitlines():
-            if text.startswith("{") and matches(line := json.loads(text)):
+            if not text.startswith("{"):
+                continue
+            line: dict[str, Any] = json.loads(text)
+            if matches(line):
                 return line
         time.sleep(0.2)
     raise AssertionError(f"no matching log line:\n{server.log()[-4000:]}")

@@ -65,7 +65,8 @@ def test_yaml_entries_merge_over_defaults(tmp_path: Path) -> None:
         ("models:\n  x:\n    sizes: [256x256]\n    default_size: 256x256\n", "source"),
         ("models:\n  x:\n    source: a/b\n    default_size: 9x9\n", "default_size"),
         (
-            "models: {x: {source: a/b, styles: {s: {prompt_template: no placeholder}}, default_style: s}}",
+            "models: {x: {source: a/b, styles: {s: {prompt_template: no placeholder}}, "
+            "default_style: s}}",
             "{prompt}",
         ),
         ("{{{", "YAML"),

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.cli import run_easel
-from tests.images import decode_b64
+from tests.images import decode_b64, images_of, open_png
 
 
 def written(stdout: str) -> list[Path]:
@@ -28,7 +28,7 @@ def test_generate_writes_pngs_that_explain_themselves(tiny_sd: Path, tmp_path: P
     # The progress bar counted the pipeline's denoising steps (dall-e-2: 2 steps).
     assert "2/2 steps" in result.stderr
     for path, seed in zip(paths, (99, 100), strict=True):
-        with Image.open(path) as image:
+        with open_png(path) as image:
             assert image.format == "PNG" and image.size == (256, 256)
             text = image.text
         assert text["prompt"] == "a red fox in the snow"
@@ -72,7 +72,7 @@ def test_generate_matches_the_server_pixel_for_pixel(
         extra_body={"seed": 31337},
     )
     with Image.open(written(result.stdout)[0]) as local:
-        assert local.tobytes() == decode_b64(served.data[0].b64_json or "").tobytes()
+        assert local.tobytes() == decode_b64(images_of(served)[0].b64_json or "").tobytes()
 
 
 @pytest.mark.slow
@@ -104,7 +104,7 @@ def test_generate_dall_e_3_style_quality_and_config(tiny_sdxl: Path, tmp_path: P
         str(tmp_path / "out"),
     )
     assert result.returncode == 0, result.stderr
-    with Image.open(written(result.stdout)[0]) as image:
+    with open_png(written(result.stdout)[0]) as image:
         assert image.size == (1792, 1024)
         text = image.text
     assert text["style"] == "natural" and text["quality"] == "hd" and text["steps"] == "3"

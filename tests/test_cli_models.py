@@ -12,10 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from tests.cli import run_easel
 from tests.hub_cache import add_to_hub_cache
+from tests.images import open_png
 from tests.server import free_port
 
 HUB_ID = "easel-test/tiny-sd"
@@ -93,7 +93,7 @@ def test_a_cached_hub_model_generates_offline(hf_home: Path, config: Path, tmp_p
         env=offline(hf_home),
     )
     assert result.returncode == 0, result.stderr
-    with Image.open(result.stdout.strip()) as image:
+    with open_png(result.stdout.strip()) as image:
         assert image.size == (256, 256) and image.text["model"] == "tiny-hub"
 
 

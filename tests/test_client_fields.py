@@ -12,6 +12,7 @@ import pytest
 
 from tests.images import decode_b64
 from tests.limits_http import ADMIN_KEY, generate, new_key, usage
+from tests.sdk_errors import error_body
 from tests.server import RunningServer, start_server
 
 # The no-op value of each field OpenAI defines for GPT image models, as wrappers forward them.
@@ -70,7 +71,7 @@ def test_values_easel_cannot_honour_are_refused_naming_the_field(
     error = excinfo.value
     assert error.param == field
     assert error.code == "unsupported_value"
-    assert error.body["message"] == (  # type: ignore[index]
+    assert error_body(error)["message"] == (
         f"Unsupported value: '{field}' does not support {shown} with this model. "
         f"Supported values are: {supported}."
     )
@@ -93,7 +94,7 @@ def test_wrong_types_are_refused(
         client.images.generate(model="dall-e-2", prompt="a cat", extra_body={field: value})
     assert excinfo.value.code == "invalid_type"
     assert excinfo.value.param == field
-    assert f"expected {expected}" in excinfo.value.body["message"]  # type: ignore[index]
+    assert f"expected {expected}" in error_body(excinfo.value)["message"]
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ import yaml
 from ray import serve
 
 from easel.api.images.serving import REPLICA_HEADER
-from tests.images import decode_b64, fetch
+from tests.images import decode_b64, fetch, images_of
 from tests.s3 import BUCKET, S3Server
 from tests.server import create_key, free_port
 
@@ -127,7 +127,7 @@ def _small_image(client: openai.OpenAI, prompt: str) -> Any:
     raw = client.images.with_raw_response.generate(
         model="dall-e-2", prompt=prompt, size="256x256", response_format="b64_json"
     )
-    assert decode_b64(raw.parse().data[0].b64_json or "").size == (256, 256)
+    assert decode_b64(images_of(raw.parse())[0].b64_json or "").size == (256, 256)
     return raw
 
 
@@ -148,17 +148,18 @@ def test_images_through_the_cluster_have_the_requested_sizes(
     b64 = client.images.generate(
         model="dall-e-2", prompt="a lighthouse", n=2, size="512x512", response_format="b64_json"
     )
-    assert [decode_b64(d.b64_json or "").size for d in b64.data] == [(512, 512), (512, 512)]
+    assert [decode_b64(d.b64_json or "").size for d in images_of(b64)] == [(512, 512), (512, 512)]
 
     result = client.images.generate(model="dall-e-3", prompt="a city", size="1792x1024")
-    url = result.data[0].url or ""
+    url = images_of(result)[0].url or ""
     # Stored in the object store and fetched through its presigned URL.
     assert url.startswith(f"{s3.endpoint}/{BUCKET}/cluster/")
     assert "X-Amz-Signature=" in urlsplit(url).query
     image = fetch(url)
     assert image.size == (1792, 1024)
     assert image.text["model"] == "dall-e-3"
-    assert result.data[0].revised_prompt and "a city" in result.data[0].revised_prompt
+    revised_prompt = images_of(result)[0].revised_prompt
+    assert revised_prompt and "a city" in revised_prompt
 
 
 def test_requests_are_served_by_both_replicas(cluster: Cluster) -> None:

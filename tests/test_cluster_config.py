@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import yaml
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from easel.cli import app
 from easel.cluster.app import build_app
@@ -78,7 +78,8 @@ def test_config_file_deploys_the_catalog_with_per_model_scaling(tmp_path: Path) 
     ingress = app._bound_deployment
     assert ingress.name == "ingress"
     assert ingress._deployment_config.num_replicas == 2
-    models = ingress.init_args[1]
+    # Ray annotates init_args as a 1-tuple; the ingress is bound with (args, models).
+    models = cast(tuple[Any, ...], ingress.init_args)[1]
     assert set(models) == {"dall-e-2", "dall-e-3", "flux"}
     dalle3 = models["dall-e-3"]._bound_deployment
     assert dalle3.name == "model:dall-e-3"

@@ -21,7 +21,7 @@ from easel.cluster.capacity import NO_ROOM
 from easel.cluster.engine_proxy import DeploymentEngine
 from easel.cluster.resources import DeploymentDemand, ResourceShortage, fit
 from easel.cluster.rollout import describe
-from easel.engine.worker import ModelState
+from easel.engine.types import ModelState
 from easel.errors import ServiceUnavailableError
 
 GIB = 2**30
@@ -84,7 +84,7 @@ def test_builtin_models_without_room_are_left_out_instead_of_blocking() -> None:
 def _args(tmp_path: Path, *overrides: str) -> ClusterArgs:
     return ClusterArgs.build(
         Catalog.build(None, overrides),
-        ServerOptions(data_dir=str(tmp_path)),
+        ServerOptions(data_dir=tmp_path),
         {"cpus_per_replica": 0.5},
         IngressOptions(replicas=2, cpus_per_replica=0.25),
     )

@@ -1,4 +1,4 @@
-"""PNG encoding: every encoder writes a standard PNG that Pillow decodes losslessly, with the text."""
+"""PNG encoding: each encoder writes a standard PNG that Pillow decodes losslessly, text and all."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import PngImagePlugin
 
 from easel.bench.http_load import png_text
 from easel.encoding import encode_png, encode_png_async
 from easel.encoding.chunks import with_text
 from easel.encoding.encoders import ENCODERS, available
+from tests.images import open_png
 
-TEXT = {"prompt": "a fox – in snow", "seed": "7", "revised_prompt": "ünïcode ✓"}
+TEXT = {"prompt": "a fox \u2013 in snow", "seed": "7", "revised_prompt": "ünïcode ✓"}
 
 
 def pixels(width: int = 300, height: int = 200) -> np.ndarray:
@@ -23,10 +24,9 @@ def pixels(width: int = 300, height: int = 200) -> np.ndarray:
     return smooth.astype(np.uint8)
 
 
-def decode(png: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(png))
+def decode(png: bytes) -> PngImagePlugin.PngImageFile:
+    image = open_png(io.BytesIO(png))
     image.load()
-    assert image.format == "PNG"
     return image
 
 

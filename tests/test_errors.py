@@ -12,7 +12,9 @@ import httpx
 import openai
 import pytest
 
+from tests.images import images_of
 from tests.inprocess import InProcessApp
+from tests.sdk_errors import error_body
 from tests.server import RunningServer, create_key, easel
 
 ENVELOPE_KEYS = {"message", "type", "param", "code"}
@@ -31,12 +33,12 @@ def assert_envelope(
     response: httpx.Response, status: int, param: str | None = None
 ) -> dict[str, Any]:
     assert response.status_code == status, response.text
-    error = response.json()["error"]
+    error: dict[str, Any] = response.json()["error"]
     assert set(error) == ENVELOPE_KEYS
     assert error["message"]
     assert error["param"] == param
     assert "x-request-id" in response.headers
-    return error  # type: ignore[no-any-return]
+    return error
 
 
 @pytest.mark.parametrize(
@@ -109,7 +111,7 @@ async def test_invalid_fields_through_the_sdk(
     if code is not None:
         assert error.code == code
     if message is not None:
-        assert error.body["message"] == message  # type: ignore[index]
+        assert error_body(error)["message"] == message
     assert error.request_id
 
 
@@ -117,7 +119,7 @@ async def test_invalid_fields_through_the_sdk(
 async def test_dall_e_3_n_above_one_has_openai_wording(sdk: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as excinfo:
         await sdk.images.generate(model="dall-e-3", prompt="a cat", n=10)
-    assert excinfo.value.body["message"] == "You must provide n=1 for this model."  # type: ignore[index]
+    assert error_body(excinfo.value)["message"] == "You must provide n=1 for this model."
 
 
 @pytest.mark.anyio
@@ -126,7 +128,7 @@ async def test_unknown_model_is_404(sdk: openai.AsyncOpenAI) -> None:
         await sdk.images.generate(model="dall-e-9", prompt="a cat")
     assert excinfo.value.code == "model_not_found"
     assert excinfo.value.param == "model"
-    assert "`dall-e-9`" in excinfo.value.body["message"]  # type: ignore[index]
+    assert "`dall-e-9`" in error_body(excinfo.value)["message"]
 
 
 @pytest.mark.anyio
@@ -148,7 +150,7 @@ async def test_wrong_key_is_401_and_masked(app: InProcessApp) -> None:
     with pytest.raises(openai.AuthenticationError) as excinfo:
         await app.sdk(wrong).images.generate(prompt="a cat")
     assert excinfo.value.code == "invalid_api_key"
-    message = excinfo.value.body["message"]  # type: ignore[index]
+    message = error_body(excinfo.value)["message"]
     assert wrong not in message
     assert message.startswith("Incorrect API key provided: sk-th")
     assert "wxyz" in message and "*" in message
@@ -251,4 +253,4 @@ def test_server_keeps_serving_after_errors(client: openai.OpenAI) -> None:
     result = client.images.generate(
         model="dall-e-2", prompt="a cat", size="256x256", response_format="b64_json"
     )
-    assert len(result.data) == 1
+    assert len(images_of(result)) == 1

@@ -7,7 +7,7 @@ import openai
 import pytest
 
 from tests import openai_schemas
-from tests.images import decode_b64, fetch, size_of
+from tests.images import decode_b64, fetch, images_of, size_of
 from tests.inprocess import InProcessApp
 from tests.server import RunningServer
 
@@ -17,10 +17,11 @@ DALL_E_3_SIZES = ["1024x1024", "1792x1024", "1024x1792"]
 
 def test_default_request_is_dall_e_2_url_1024(client: openai.OpenAI) -> None:
     result = client.images.generate(prompt="a red fox in the snow")
-    assert len(result.data) == 1
-    assert result.data[0].url is not None and result.data[0].b64_json is None
-    assert result.data[0].revised_prompt is None
-    image = fetch(result.data[0].url)
+    assert len(images_of(result)) == 1
+    item = images_of(result)[0]
+    assert item.url is not None and item.b64_json is None
+    assert item.revised_prompt is None
+    image = fetch(item.url)
     assert image.size == (1024, 1024)
     assert image.text["model"] == "dall-e-2"
     assert image.text["prompt"] == "a red fox in the snow"
@@ -30,8 +31,8 @@ def test_default_request_is_dall_e_2_url_1024(client: openai.OpenAI) -> None:
 def test_every_dall_e_2_size(client: openai.OpenAI, size: str) -> None:
     result = client.images.generate(
         model="dall-e-2", prompt="a lighthouse", size=size, response_format="b64_json"
-    )  # type: ignore[arg-type]
-    image = decode_b64(result.data[0].b64_json or "")
+    )
+    image = decode_b64(images_of(result)[0].b64_json or "")
     assert image.size == size_of(size)
 
 
@@ -41,8 +42,8 @@ def test_every_dall_e_3_size_keeps_aspect_at_native_resolution(
 ) -> None:
     result = client.images.generate(
         model="dall-e-3", prompt="a lighthouse", size=size, response_format="b64_json"
-    )  # type: ignore[arg-type]
-    image = decode_b64(result.data[0].b64_json or "")
+    )
+    image = decode_b64(images_of(result)[0].b64_json or "")
     assert image.size == size_of(size)
     # The tiny SDXL pipeline's config says 512 px native (sample_size 64, VAE x8): the generation
     # ran at about 512*512 pixels in the requested aspect ratio, in multiples the UNet accepts.
@@ -57,7 +58,7 @@ def test_n_images_in_one_call_each_their_own(client: openai.OpenAI) -> None:
     result = client.images.generate(
         model="dall-e-2", prompt="three cats", n=3, size="256x256", response_format="b64_json"
     )
-    images = [decode_b64(item.b64_json or "") for item in result.data]
+    images = [decode_b64(item.b64_json or "") for item in images_of(result)]
     assert len(images) == 3
     assert all(image.size == (256, 256) for image in images)
     seeds = [int(image.text["seed"]) for image in images]
@@ -67,7 +68,7 @@ def test_n_images_in_one_call_each_their_own(client: openai.OpenAI) -> None:
 
 def test_n_images_as_urls(client: openai.OpenAI) -> None:
     result = client.images.generate(model="dall-e-2", prompt="two dogs", n=2, size="512x512")
-    urls = [item.url or "" for item in result.data]
+    urls = [item.url or "" for item in images_of(result)]
     assert len(set(urls)) == 2
     assert all(fetch(url).size == (512, 512) for url in urls)
 
@@ -79,16 +80,16 @@ def test_dall_e_3_styles_give_different_revised_prompts(client: openai.OpenAI) -
     natural = client.images.generate(
         model="dall-e-3", prompt="a city at night", style="natural", response_format="b64_json"
     )
-    vivid_prompt = vivid.data[0].revised_prompt or ""
-    natural_prompt = natural.data[0].revised_prompt or ""
+    vivid_prompt = images_of(vivid)[0].revised_prompt or ""
+    natural_prompt = images_of(natural)[0].revised_prompt or ""
     assert "a city at night" in vivid_prompt and "a city at night" in natural_prompt
     assert vivid_prompt != natural_prompt
     # revised_prompt is exactly the text the pipeline received, recorded in the PNG.
-    assert decode_b64(vivid.data[0].b64_json or "").text["revised_prompt"] == vivid_prompt
+    assert decode_b64(images_of(vivid)[0].b64_json or "").text["revised_prompt"] == vivid_prompt
     default = client.images.generate(
         model="dall-e-3", prompt="a city at night", response_format="b64_json"
     )
-    assert default.data[0].revised_prompt == vivid_prompt
+    assert images_of(default)[0].revised_prompt == vivid_prompt
 
 
 def test_dall_e_3_hd_runs_more_steps(client: openai.OpenAI) -> None:
@@ -98,8 +99,8 @@ def test_dall_e_3_hd_runs_more_steps(client: openai.OpenAI) -> None:
     hd = client.images.generate(
         model="dall-e-3", prompt="a bowl of fruit", quality="hd", response_format="b64_json"
     )
-    steps_standard = int(decode_b64(standard.data[0].b64_json or "").text["steps"])
-    steps_hd = int(decode_b64(hd.data[0].b64_json or "").text["steps"])
+    steps_standard = int(decode_b64(images_of(standard)[0].b64_json or "").text["steps"])
+    steps_hd = int(decode_b64(images_of(hd)[0].b64_json or "").text["steps"])
     assert steps_hd > steps_standard
 
 

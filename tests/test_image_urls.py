@@ -11,13 +11,13 @@ import httpx
 import openai
 import pytest
 
-from tests.images import fetch
+from tests.images import fetch, images_of
 from tests.server import RunningServer
 
 
 def make_url(client: openai.OpenAI) -> str:
     result = client.images.generate(model="dall-e-2", prompt="a kite", size="256x256")
-    return result.data[0].url or ""
+    return images_of(result)[0].url or ""
 
 
 def test_url_is_absolute_signed_and_valid_for_an_hour(

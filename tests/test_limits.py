@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from tests.images import images_of
 from tests.limits_http import ADMIN_KEY, admin, generate, new_key, usage
 from tests.server import RunningServer, easel, start_server
 
@@ -50,9 +51,9 @@ def sdk(server: RunningServer, secret: str, statuses: list[int], retries: int) -
 
 def error_of(response: httpx.Response, status: int) -> dict[str, str | None]:
     assert response.status_code == status, response.text
-    error = response.json()["error"]
+    error: dict[str, str | None] = response.json()["error"]
     assert set(error) == ENVELOPE_KEYS and error["message"]
-    return error  # type: ignore[no-any-return]
+    return error
 
 
 def test_requests_per_minute(server: RunningServer) -> None:
@@ -133,7 +134,7 @@ def test_the_sdk_waits_and_retries_on_a_rate_limit(server: RunningServer) -> Non
         if statuses[0] == 429:  # else the machine stalled past the refill: start over
             break
     assert statuses[0] == 429 and statuses[-1] == 200
-    assert len(result.data) == 1 and result.data[0].b64_json
+    assert len(images_of(result)) == 1 and images_of(result)[0].b64_json
 
 
 def test_models_a_key_may_use(server: RunningServer) -> None:

@@ -10,7 +10,8 @@ import httpx
 import openai
 import pytest
 
-from tests.images import fetch
+from tests.images import fetch, images_of
+from tests.sdk_errors import error_body
 from tests.server import RunningServer, create_key, start_server
 
 
@@ -55,7 +56,7 @@ def test_request_during_loading_waits_then_succeeds(
     result = sdk.images.generate(
         model="dall-e-2", prompt="first light", size="256x256", response_format="b64_json"
     )
-    assert len(result.data) == 1
+    assert len(images_of(result)) == 1
 
 
 def test_unloadable_model_is_503_and_others_keep_working(
@@ -67,7 +68,7 @@ def test_unloadable_model_is_503_and_others_keep_working(
         sdk.images.generate(model="dall-e-3", prompt="a cat")
     assert time.monotonic() - started < 30
     assert excinfo.value.status_code == 503
-    message = excinfo.value.body["message"]  # type: ignore[index]
+    message = error_body(excinfo.value)["message"]
     # The client learns which model; the server's paths and the cause are the operator's.
     assert "`dall-e-3`" in message and "cannot be loaded" in message
     assert "/nonexistent" not in message
@@ -77,7 +78,7 @@ def test_unloadable_model_is_503_and_others_keep_working(
     result = sdk.images.generate(
         model="dall-e-2", prompt="still here", size="256x256", response_format="b64_json"
     )
-    assert len(result.data) == 1
+    assert len(images_of(result)) == 1
 
 
 def test_pipeline_fault_is_500_envelope_and_server_keeps_serving(
@@ -87,14 +88,14 @@ def test_pipeline_fault_is_500_envelope_and_server_keeps_serving(
     with pytest.raises(openai.InternalServerError) as excinfo:
         sdk.images.generate(model="faulty", prompt="a cat", size="256x256")
     assert excinfo.value.status_code == 500
-    body = excinfo.value.body
-    assert body["type"] == "server_error"  # type: ignore[index]
-    assert "num_train_timesteps" not in body["message"]  # type: ignore[index]
+    body = error_body(excinfo.value)
+    assert body["type"] == "server_error"
+    assert "num_train_timesteps" not in body["message"]
     assert excinfo.value.request_id and excinfo.value.request_id in server.log()
     result = sdk.images.generate(
         model="dall-e-2", prompt="after the fault", size="256x256", response_format="b64_json"
     )
-    assert len(result.data) == 1
+    assert len(images_of(result)) == 1
 
 
 def test_config_file_model_has_its_own_rules(
@@ -107,12 +108,13 @@ def test_config_file_model_has_its_own_rules(
     assert excinfo.value.param == "n"
     with pytest.raises(openai.BadRequestError) as excinfo:
         sdk.images.generate(model="faulty", prompt="a cat", size="1024x1024")
-    assert "'256x256' and '384x256'" in excinfo.value.body["message"]  # type: ignore[index]
+    assert "'256x256' and '384x256'" in error_body(excinfo.value)["message"]
 
 
 def test_expired_images_are_swept(fresh_server: tuple[RunningServer, openai.OpenAI]) -> None:
     server, sdk = fresh_server
-    url = sdk.images.generate(model="dall-e-2", prompt="fleeting", size="256x256").data[0].url or ""
+    result = sdk.images.generate(model="dall-e-2", prompt="fleeting", size="256x256")
+    url = images_of(result)[0].url or ""
     assert fetch(url).size == (256, 256)
     images_dir = server.data_dir / "images"
     image_file = images_dir / (url.split("?")[0].rsplit("/", 1)[1])

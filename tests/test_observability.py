@@ -7,23 +7,27 @@ import time
 
 import httpx
 import openai
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.logs import log_lines
 from tests.server import RunningServer
 
+# Each sample's value by its metric name and sorted labels.
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
-def scrape(server: RunningServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+
+def scrape(server: RunningServer) -> Samples:
     response = httpx.get(server.base_url + "/metrics", timeout=30)
     assert response.status_code == 200
-    samples = {}
+    samples: Samples = {}
     for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return samples
 
 
-def value(samples: dict, name: str, **labels: str) -> float:  # type: ignore[type-arg]
+def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
@@ -55,10 +59,8 @@ def test_metrics_move_as_requests_flow(server: RunningServer, client: openai.Ope
     client.images.generate(
         model="dall-e-2", prompt="metrics", n=2, size="256x256", response_format="b64_json"
     )
-    try:
+    with pytest.raises(openai.BadRequestError):
         client.images.generate(model="dall-e-2", prompt="metrics", n=11)
-    except openai.BadRequestError:
-        pass
     after = scrape(server)
 
     def moved(name: str, **labels: str) -> float:

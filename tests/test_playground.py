@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -38,8 +39,8 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-def open_page(browser: Browser, server: RunningServer, **context: object) -> tuple[Page, list[str]]:
-    page = browser.new_context(**context).new_page()  # type: ignore[arg-type]
+def open_page(browser: Browser, server: RunningServer, **context: Any) -> tuple[Page, list[str]]:
+    page = browser.new_context(**context).new_page()
     problems: list[str] = []
 
     def on_console(message: ConsoleMessage) -> None:
@@ -54,9 +55,10 @@ def open_page(browser: Browser, server: RunningServer, **context: object) -> tup
 
 
 def option_values(page: Page, select_id: str) -> list[str]:
-    return page.locator(f"#{select_id} option").evaluate_all(
+    values: list[str] = page.locator(f"#{select_id} option").evaluate_all(
         "(options) => options.map(o => o.value)"
     )
+    return values
 
 
 def natural_size(page: Page, selector: str) -> tuple[int, int]:

@@ -25,10 +25,10 @@ def post_raw(server: RunningServer, api_key: str, content: bytes) -> httpx.Respo
 
 def error_of(response: httpx.Response) -> dict[str, str | None]:
     assert response.status_code == 400, response.text
-    error = response.json()["error"]
+    error: dict[str, str | None] = response.json()["error"]
     assert set(error) == ENVELOPE_KEYS and error["message"]
     assert error["type"] == "invalid_request_error"
-    return error  # type: ignore[no-any-return]
+    return error
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import pytest
 
 from easel.storage.images import new_image_id
 from easel.storage.s3_images import S3ImageStore
-from tests.images import fetch
+from tests.images import fetch, images_of
 from tests.s3 import BUCKET, S3Server
 from tests.server import RunningServer, create_key, start_server
 
@@ -54,9 +54,8 @@ def s3_client(s3_server: RunningServer) -> openai.OpenAI:
 def test_url_is_a_presigned_object_url_that_fetches_the_png(
     s3_client: openai.OpenAI, s3: S3Server
 ) -> None:
-    url = (
-        s3_client.images.generate(model="dall-e-2", prompt="a harbour", size="512x512").data[0].url
-    )
+    result = s3_client.images.generate(model="dall-e-2", prompt="a harbour", size="512x512")
+    url = images_of(result)[0].url
     assert url is not None
     parts = urlsplit(url)
     assert url.startswith(f"{s3.endpoint}/{BUCKET}/single/")
@@ -78,7 +77,8 @@ def test_url_is_a_presigned_object_url_that_fetches_the_png(
 def test_local_file_route_does_not_serve_s3_images(
     s3_client: openai.OpenAI, s3_server: RunningServer
 ) -> None:
-    url = s3_client.images.generate(model="dall-e-2", prompt="a pier", size="256x256").data[0].url
+    result = s3_client.images.generate(model="dall-e-2", prompt="a pier", size="256x256")
+    url = images_of(result)[0].url
     image_id = urlsplit(url or "").path.rsplit("/", 1)[1]
     response = httpx.get(
         f"{s3_server.base_url}/files/images/{image_id}?expires=9999999999&signature=0"

@@ -44,8 +44,8 @@ def make_engine(catalog: Catalog, **settings: Any) -> Engine:
     return Engine(catalog, config=Settings(**settings).scheduler_config())
 
 
-def plan(catalog: Catalog, model: str = "dall-e-2", **fields: object) -> GenerationPlan:
-    values: dict[str, object] = {
+def plan(catalog: Catalog, model: str = "dall-e-2", **fields: Any) -> GenerationPlan:
+    values: dict[str, Any] = {
         "prompt": "a cat",
         "n": None,
         "size": "256x256",
@@ -53,7 +53,7 @@ def plan(catalog: Catalog, model: str = "dall-e-2", **fields: object) -> Generat
         "style": None,
     }
     values.update(fields)
-    return catalog.get(model).plan(**values)  # type: ignore[arg-type]
+    return catalog.get(model).plan(**values)
 
 
 @pytest.fixture

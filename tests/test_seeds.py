@@ -17,7 +17,7 @@ from easel.catalog import Catalog
 from easel.engine.engine import Engine
 from easel.engine.types import MAX_SEED
 from easel.settings import Settings
-from tests.images import decode_b64, fetch
+from tests.images import decode_b64, fetch, images_of
 from tests.inprocess import InProcessApp
 from tests.server import RunningServer
 from tests.test_errors import assert_envelope, post
@@ -29,11 +29,12 @@ def generate(client: openai.OpenAI, seed: int | None, **kwargs: Any) -> openai.t
     kwargs.setdefault("size", "256x256")
     kwargs.setdefault("response_format", "b64_json")
     extra = {} if seed is None else {"seed": seed}
-    return client.images.generate(extra_body=extra, **kwargs)
+    result: openai.types.ImagesResponse = client.images.generate(extra_body=extra, **kwargs)
+    return result
 
 
 def seeds_of(result: openai.types.ImagesResponse) -> list[int]:
-    return [int((item.model_extra or {})["seed"]) for item in result.data]
+    return [int((item.model_extra or {})["seed"]) for item in images_of(result)]
 
 
 def pixels(image: Image.Image) -> np.ndarray:
@@ -44,7 +45,7 @@ def test_same_seed_prompt_and_settings_give_the_same_pixels(client: openai.OpenA
     first = generate(client, 20240601)
     second = generate(client, 20240601)
     other = generate(client, 20240602)
-    a, b, c = (decode_b64(r.data[0].b64_json or "") for r in (first, second, other))
+    a, b, c = (decode_b64(images_of(r)[0].b64_json or "") for r in (first, second, other))
     assert seeds_of(first) == seeds_of(second) == [20240601]
     assert a.tobytes() == b.tobytes()
     assert np.abs(pixels(a) - pixels(c)).mean() > 10
@@ -54,11 +55,11 @@ def test_same_seed_prompt_and_settings_give_the_same_pixels(client: openai.OpenA
 def test_image_i_uses_seed_plus_i_and_can_be_made_again_alone(client: openai.OpenAI) -> None:
     three = generate(client, 5000, n=3)
     assert seeds_of(three) == [5000, 5001, 5002]
-    images = [decode_b64(item.b64_json or "") for item in three.data]
+    images = [decode_b64(item.b64_json or "") for item in images_of(three)]
     assert [image.text["seed"] for image in images] == ["5000", "5001", "5002"]
     alone = generate(client, 5002)
     assert seeds_of(alone) == [5002]
-    remade = pixels(decode_b64(alone.data[0].b64_json or ""))
+    remade = pixels(decode_b64(images_of(alone)[0].b64_json or ""))
     third = pixels(images[2])
     # The same image: a batch of three and a batch of one add floating-point sums in a different
     # order, which may move a rare pixel by one level; any other image differs everywhere.
@@ -71,9 +72,11 @@ def test_drawn_seed_is_returned_and_written_into_the_png(client: openai.OpenAI) 
     result = generate(client, None, n=2, response_format="url")
     seeds = seeds_of(result)
     assert seeds[1] == seeds[0] + 1 and 0 <= seeds[0] <= MAX_SEED
-    assert [fetch(item.url or "").text["seed"] for item in result.data] == [str(s) for s in seeds]
+    assert [fetch(item.url or "").text["seed"] for item in images_of(result)] == [
+        str(s) for s in seeds
+    ]
     again = generate(client, seeds[1])
-    assert again.data[0].model_extra["seed"] == seeds[1]  # type: ignore[index]
+    assert seeds_of(again) == [seeds[1]]
 
 
 def test_seed_works_on_dall_e_3(client: openai.OpenAI) -> None:
@@ -81,8 +84,8 @@ def test_seed_works_on_dall_e_3(client: openai.OpenAI) -> None:
     second = generate(client, 7, model="dall-e-3", size="1024x1024")
     assert seeds_of(first) == [7]
     assert (
-        decode_b64(first.data[0].b64_json or "").tobytes()
-        == decode_b64(second.data[0].b64_json or "").tobytes()
+        decode_b64(images_of(first)[0].b64_json or "").tobytes()
+        == decode_b64(images_of(second)[0].b64_json or "").tobytes()
     )
 
 

@@ -10,7 +10,6 @@ from easel.observability.logs import request_id_var
 
 __all__ = [
     "RequestIdLogFilter",
-    "add_response_header",
     "current_response_headers",
     "request_id_var",
     "response_headers_var",

@@ -21,7 +21,7 @@ router = APIRouter()
 
 
 def capabilities(spec: ModelSpec, app_services: AppServices) -> dict[str, Any]:
-    """The values each request field takes for this model; `null` defaults mean the field is refused."""
+    """What each request field accepts for this model; a `null` default: the field is refused."""
     return {
         "sizes": list(spec.sizes),
         "default_size": spec.default_size,

@@ -16,8 +16,9 @@ WARMUP_CALLS = 2
 
 class RawPipeline:
     """The workload's pipeline, called as a script using diffusers directly would (one image per
-    call, default PIL output), on the device and dtype the server would pick. `serving_layout`
-    gives it the server's weight layout too (engine/tuning.py), to tell that gain from batching's."""
+    call, default PIL output), on the device and dtype the server would pick.
+    `serving_layout` gives it the server's weight layout too (engine/tuning.py), to tell that gain
+    from batching's."""
 
     def __init__(self, workload: Workload, serving_layout: bool = False) -> None:
         self.workload = workload

@@ -67,8 +67,8 @@ def measure_workload(
                 requests = max(min_requests, level * requests_per_client)
                 per_segment = max(level, math.ceil(requests / SEGMENTS))
                 say(
-                    f"[{workload.name}] {level} clients: {SEGMENTS} x {per_segment} requests over HTTP, "
-                    f"raw calls around them"
+                    f"[{workload.name}] {level} clients: {SEGMENTS} x {per_segment} requests "
+                    "over HTTP, raw calls around them"
                 )
                 easel_load = http_load.LoadRun()
                 raw_latencies = raw_pipeline.run(raw_per_block)
@@ -122,8 +122,9 @@ def measure_layout(workload: Workload, say: Say) -> dict[str, Any]:
         "ratio": round(_rate(tuned_latencies) / _rate(plain_latencies), 3),
     }
     say(
-        f"[{workload.name}] one image per call: serving layout {result['serving_layout_images_per_second']} "
-        f"images/s vs plain {result['plain_images_per_second']}: {result['ratio']}x"
+        f"[{workload.name}] one image per call: serving layout "
+        f"{result['serving_layout_images_per_second']} images/s "
+        f"vs plain {result['plain_images_per_second']}: {result['ratio']}x"
     )
     return result
 
@@ -161,7 +162,8 @@ def run_all(
 ) -> tuple[dict[str, Any], Path, Path]:
     described = machine.describe()
     say(
-        f"Machine: {described['cpu']}, {described['cores']} cores, GPU {described['gpu']}, torch {described['torch']}"
+        f"Machine: {described['cpu']}, {described['cores']} cores, GPU {described['gpu']}, "
+        f"torch {described['torch']}"
     )
     say("PNG encoders, 1024x1024, one thread")
     encoding = encoders.measure()

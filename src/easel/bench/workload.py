@@ -28,5 +28,6 @@ class Workload:
             f"    sizes: [{self.size}]\n"
             f"    default_size: {self.size}\n"
             "    max_n: 1\n"
-            f"    qualities: {{standard: {{steps: {self.steps}, guidance_scale: {self.guidance_scale}}}}}\n"
+            f"    qualities: {{standard: {{steps: {self.steps}, "
+            f"guidance_scale: {self.guidance_scale}}}}}\n"
         )

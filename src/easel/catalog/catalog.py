@@ -1,4 +1,4 @@
-"""The catalog: built-in entries, a user's YAML file, and `--model NAME=SOURCE` overrides, merged."""
+"""The catalog: built-in entries, a user's YAML file and `--model NAME=SOURCE` overrides, merged."""
 
 from __future__ import annotations
 

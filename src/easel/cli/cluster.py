@@ -131,6 +131,7 @@ def with_application_options(command: Callable[..., None]) -> Callable[..., None
             raise _fail(command.__name__, exc) from exc
         command(args=args, **options)
 
+    # typeshed does not declare functions' `__signature__`, which inspect.signature reads first.
     wrapper.__signature__ = inspect.Signature([*own, *shared.values()])  # type: ignore[attr-defined]
     return wrapper
 

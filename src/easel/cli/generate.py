@@ -136,7 +136,7 @@ def _run(
         label = f"{plan.model}, {plan.n} x {plan.width}x{plan.height}"
         task = progress.add_task(label, total=plan.steps)
         # The instance attribute shadows the method for this one pipeline object only.
-        pipe.progress_bar = _StepProgress(progress, task)  # type: ignore[attr-defined]
+        pipe.progress_bar = _StepProgress(progress, task)
         try:
             return asyncio.run(engine.generate(plan, seed=seed)).images
         except Exception as exc:  # a pipeline that fails mid-way: say so, no traceback

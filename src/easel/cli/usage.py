@@ -6,7 +6,7 @@ import csv
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -59,7 +59,7 @@ def usage(
         err.print(f"Wrote {len(rows)} rows to {csv_path}.")
 
 
-def _write_csv(rows: list[UsageSummary], handle) -> None:  # type: ignore[no-untyped-def]
+def _write_csv(rows: list[UsageSummary], handle: TextIO) -> None:
     writer = csv.writer(handle)
     writer.writerow(SUMMARY_FIELDS)
     for row in rows:

@@ -1,1 +1,1 @@
-"""Easel on Ray Serve: an ingress deployment serving the API, one model deployment per catalog model."""
+"""Easel on Ray Serve: an ingress deployment for the API, one model deployment per catalog model."""

@@ -1,4 +1,4 @@
-"""Writing the Ray Serve config file that deploys Easel with `serve deploy` (or KubeRay's RayService)."""
+"""The Ray Serve config file that deploys Easel with `serve deploy` (or KubeRay's RayService)."""
 
 from __future__ import annotations
 

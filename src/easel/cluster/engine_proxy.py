@@ -19,7 +19,7 @@ from ray.serve.handle import DeploymentHandle
 
 from easel.background import cancel_and_wait
 from easel.catalog import GenerationPlan
-from easel.cluster.model import ReplicaState
+from easel.cluster.model import ModelReplica, ReplicaState
 from easel.engine.types import Generation, ModelState
 from easel.errors import EaselError, RateLimitError, ServiceUnavailableError
 
@@ -38,7 +38,7 @@ class DeploymentEngine:
     device = torch.device("cpu")
 
     def __init__(
-        self, handles: Mapping[str, DeploymentHandle], undeployed: Mapping[str, str]
+        self, handles: Mapping[str, DeploymentHandle[ModelReplica]], undeployed: Mapping[str, str]
     ) -> None:
         """`handles`: the deployed models; `undeployed`: models without replicas, with why."""
         self._handles = dict(handles)

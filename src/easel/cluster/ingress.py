@@ -10,13 +10,16 @@ from easel.api.app import create_app
 from easel.cluster.args import ClusterArgs
 from easel.cluster.engine_proxy import DeploymentEngine
 from easel.cluster.logs import send_easel_logs_to_serve
+from easel.cluster.model import ModelReplica
 
 
 @serve.ingress()
 class EaselIngress:
     """Auth, validation, limits and storage run here; generation goes to the model deployments."""
 
-    def __init__(self, args: ClusterArgs, models: dict[str, DeploymentHandle]) -> None:
+    def __init__(
+        self, args: ClusterArgs, models: dict[str, DeploymentHandle[ModelReplica]]
+    ) -> None:
         send_easel_logs_to_serve()
         self._args = args
         self._models = models

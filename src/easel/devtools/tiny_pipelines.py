@@ -22,7 +22,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 _BOS = "<|startoftext|>"
 _EOS = "<|endoftext|>"
 _MAX_TOKENS = 77
-# Printable ASCII without the space: CLIP splits words on whitespace, so the space never reaches BPE.
+# Printable ASCII minus the space: CLIP splits words on whitespace, so the space never reaches BPE.
 _CHARS = [chr(code) for code in range(0x21, 0x7F)]
 _TEXT_HIDDEN = 32
 _TIME_EMBED_DIM = 8
@@ -33,7 +33,7 @@ _SDXL_SAMPLE_SIZE = 64
 
 
 def build_tiny_sd(path: Path, *, seed: int = 0) -> Path:
-    """Write a random-weight SD 1.x-layout pipeline (StableDiffusionPipeline, 256 px native) to `path`.
+    """Write a random-weight SD 1.x pipeline (StableDiffusionPipeline, 256 px native) to `path`.
 
     Weights depend only on `seed`. Returns `path`.
     """
@@ -55,7 +55,7 @@ def build_tiny_sd(path: Path, *, seed: int = 0) -> Path:
 
 
 def build_tiny_sdxl(path: Path, *, seed: int = 0) -> Path:
-    """Write a random-weight SDXL-layout pipeline (StableDiffusionXLPipeline, 512 px native) to `path`.
+    """Write a random-weight SDXL pipeline (StableDiffusionXLPipeline, 512 px native) to `path`.
 
     Weights depend only on `seed`. Returns `path`.
     """
@@ -71,14 +71,15 @@ def build_tiny_sdxl(path: Path, *, seed: int = 0) -> Path:
         tokenizer=tokenizer,
         tokenizer_2=tokenizer_2,
         # SDXL cross-attends to both encoders' hidden states concatenated, and adds the pooled
-        # projection of encoder 2 plus six size/crop ids to the time embedding.
+        # projection of encoder 2 (projection_dim: _TEXT_HIDDEN) plus six size/crop ids to the time
+        # embedding.
         unet=_unet(
             _SDXL_SAMPLE_SIZE,
             cross_attention_dim=2 * _TEXT_HIDDEN,
             use_linear_projection=True,
             addition_embed_type="text_time",
             addition_time_embed_dim=_TIME_EMBED_DIM,
-            projection_class_embeddings_input_dim=text_config.projection_dim + 6 * _TIME_EMBED_DIM,
+            projection_class_embeddings_input_dim=_TEXT_HIDDEN + 6 * _TIME_EMBED_DIM,
         ),
         scheduler=_scheduler(),
     )
@@ -95,7 +96,8 @@ def _write_tokenizer(folder: Path) -> CLIPTokenizer:
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
     # Without an explicit length the tokenizer's default overflows the pipeline's truncation.
-    return CLIPTokenizer.from_pretrained(folder, model_max_length=_MAX_TOKENS)
+    tokenizer: CLIPTokenizer = CLIPTokenizer.from_pretrained(folder, model_max_length=_MAX_TOKENS)
+    return tokenizer
 
 
 def _text_config(vocab_size: int) -> CLIPTextConfig:

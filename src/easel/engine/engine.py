@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from diffusers import DiffusionPipeline
 
@@ -52,7 +54,7 @@ class Engine:
         """How long each model's last successful load took (None while it has none)."""
         return {name: worker.load_seconds for name, worker in self.workers.items()}
 
-    def stats(self) -> dict[str, dict[str, object]]:
+    def stats(self) -> dict[str, dict[str, Any]]:
         """Per model: what its scheduler did, and the batch size limits it measured."""
         return {
             name: {

@@ -27,7 +27,8 @@ def size_multiple(pipe: DiffusionPipeline) -> int:
     scale = int(getattr(pipe, "vae_scale_factor", 8))
     unet = getattr(pipe, "unet", None)
     if unet is not None:
-        return scale * 2 ** (len(unet.config.down_block_types) - 1)
+        downsamplings = len(unet.config.down_block_types) - 1
+        return scale * int(2**downsamplings)
     # Transformer pipelines pack 2x2 latent patches.
     return scale * 2
 
@@ -43,4 +44,4 @@ def generation_size(pipe: DiffusionPipeline, width: int, height: int) -> tuple[i
 
 
 def _round_to(value: float, multiple: int) -> int:
-    return max(multiple, int(round(value / multiple)) * multiple)
+    return max(multiple, round(value / multiple) * multiple)

@@ -327,6 +327,7 @@ class BatchScheduler:
         finally:
             self._running_images = 0
             for job in jobs:
+                assert job.first_started is not None  # set above for every job of the batch
                 job.timing.generating_seconds = time.monotonic() - job.first_started
         self._resize(key, calls, parts)
         made = sum(len(r) for _, r in outcome if not isinstance(r, BaseException))

@@ -25,7 +25,9 @@ def tune_for_serving(pipe: DiffusionPipeline) -> list[str]:
         if isinstance(component, torch.nn.Module) and any(
             isinstance(module, torch.nn.Conv2d) for module in component.modules()
         ):
-            component.to(memory_format=torch.channels_last)
+            # torch's overloads of Module.to omit the documented `memory_format` keyword
+            # (pytorch/pytorch#184642).
+            component.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             changed.append(name)
     log.info(
         "%s: channels-last weights for %s", type(pipe).__name__, ", ".join(changed) or "nothing"

@@ -1,1 +1,1 @@
-"""Observability: Prometheus metrics and structured JSON logs; imports nothing from the web layer."""
+"""Observability: Prometheus metrics, structured JSON logs; imports nothing from the web layer."""

@@ -1,4 +1,4 @@
-"""The web playground at `/`: static HTML, CSS and JavaScript (no build step), served by the API app.
+"""The web playground at `/`: static HTML, CSS and JavaScript (no build step) served by the API app.
 
 The page talks to the public API with the key the user types in, like any other client.
 """
@@ -13,8 +13,8 @@ from fastapi.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).parent / "static"
 
-# The page builds every element itself and never evaluates strings as HTML or code; this policy makes
-# that a rule the browser enforces. Images may come from a public base URL on another host.
+# The page builds every element itself and never evaluates strings as HTML or code; this policy
+# makes that a rule the browser enforces. Images may come from a public base URL on another host.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self' data: blob: http: https:; base-uri 'none'; form-action 'self'; "
