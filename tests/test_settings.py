@@ -78,6 +78,10 @@ def test_a_bad_given_value_is_named_by_its_source() -> None:
         ({"public_base_url": "example.com"}, "EASEL_PUBLIC_BASE_URL='example.com': expected an"),
         ({"url_secret": "hunter2"}, "EASEL_URL_SECRET: String should have at least 32"),
         ({"max_body_bytes": "100"}, "EASEL_MAX_BODY_BYTES='100': expected an integer of at least"),
+        (
+            {"header_timeout_seconds": "0"},
+            "EASEL_HEADER_TIMEOUT_SECONDS='0': expected a number above 0",
+        ),
     ],
 )
 def test_bad_values_are_refused_and_secrets_not_shown(

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Self, get_args, get_origin
 from urllib.parse import urlsplit
 
 import platformdirs
-from annotated_types import Ge, Le
+from annotated_types import Ge, Gt, Le
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
@@ -279,7 +279,10 @@ def _accepted_values(field: FieldInfo) -> str | None:
     else:
         return None
     low = next((bound.ge for bound in field.metadata if isinstance(bound, Ge)), None)
+    above = next((bound.gt for bound in field.metadata if isinstance(bound, Gt)), None)
     high = next((bound.le for bound in field.metadata if isinstance(bound, Le)), None)
     if low is not None and high is not None:
         return f"{kind} from {low} to {high}"
+    if above is not None:
+        return f"{kind} above {above}"
     return f"{kind} of at least {low}" if low is not None else kind
