@@ -14,12 +14,24 @@ def native_side(pipe: DiffusionPipeline) -> int:
     if isinstance(default, int):
         return default * scale
     denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    sample_size = getattr(getattr(denoiser, "config", None), "sample_size", None)
-    if isinstance(sample_size, int):
+    sample_size = _config_sample_size(denoiser)
+    if sample_size is not None:
         return sample_size * scale
-    if isinstance(sample_size, (list, tuple)) and sample_size:
-        return int(sample_size[0]) * scale
+    # A DiT that takes any size (Z-Image) has no sample size of its own; its autoencoder's, in
+    # pixels, is the resolution the pair was trained at.
+    vae_sample_size = _config_sample_size(getattr(pipe, "vae", None))
+    if vae_sample_size is not None:
+        return vae_sample_size
     return 512
+
+
+def _config_sample_size(module: object) -> int | None:
+    sample_size = getattr(getattr(module, "config", None), "sample_size", None)
+    if isinstance(sample_size, int):
+        return sample_size
+    if isinstance(sample_size, (list, tuple)) and sample_size:
+        return int(sample_size[0])
+    return None
 
 
 def size_multiple(pipe: DiffusionPipeline) -> int:
