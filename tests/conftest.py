@@ -14,7 +14,12 @@ import pytest
 import torch
 
 from easel.catalog import Catalog
-from easel.devtools.tiny_pipelines import build_tiny_sd, build_tiny_sdxl
+from easel.devtools.tiny_pipelines import (
+    build_tiny_flux2_klein,
+    build_tiny_sd,
+    build_tiny_sdxl,
+    build_tiny_zimage,
+)
 from easel.settings import Settings
 from tests.inprocess import InProcessApp, running_app
 from tests.postgres import PostgresCluster, start_cluster
@@ -63,6 +68,16 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_sdxl(tmp_path_factory.mktemp("pipelines") / "tiny-sdxl")
+
+
+@pytest.fixture(scope="session")
+def tiny_zimage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_zimage(tmp_path_factory.mktemp("pipelines") / "tiny-zimage")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux2_klein(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_flux2_klein(tmp_path_factory.mktemp("pipelines") / "tiny-flux2-klein")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,9 @@
-"""Tiny random-weight Stable Diffusion pipelines saved in the exact layout of a hub repository.
+"""Tiny random-weight diffusion pipelines saved in the exact layout of a hub repository.
 
-The architectures follow the real SD 1.x and SDXL layouts (component classes, a VAE with x8
-downsampling, an SDXL UNet conditioned on pooled text and time ids) at a size that runs on a CPU.
+The architectures follow the real layouts at a size that runs on a CPU: SD 1.x and SDXL (component
+classes, a VAE with x8 downsampling, an SDXL UNet conditioned on pooled text and time ids), and the
+DiT families Z-Image and FLUX.2 klein (a flow-matching transformer, its family's autoencoder, a
+Qwen3 text encoder with a byte-level BPE tokenizer that reads any language).
 """
 
 from __future__ import annotations
@@ -12,12 +14,28 @@ from pathlib import Path
 import torch
 from diffusers import (
     AutoencoderKL,
+    AutoencoderKLFlux2,
     EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    Flux2KleinPipeline,
+    Flux2Transformer2DModel,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
+    ZImagePipeline,
+    ZImageTransformer2DModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    Qwen2Tokenizer,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+    Qwen3Model,
+)
 
 _BOS = "<|startoftext|>"
 _EOS = "<|endoftext|>"
@@ -30,6 +48,29 @@ _TIME_EMBED_DIM = 8
 # guided image still takes about 1 s on two CPU cores.
 _SD_SAMPLE_SIZE = 32
 _SDXL_SAMPLE_SIZE = 64
+# Z-Image's native side in pixels (x8 VAE, 2x2 patches: 256 image tokens), where a 4-step image
+# takes a fraction of a second on two CPU cores.
+_ZIMAGE_NATIVE_SIDE = 256
+_QWEN_HIDDEN = 32
+# FLUX.2 klein reads the Qwen3 encoder's hidden states 9, 18 and 27: it needs 27 layers.
+_KLEIN_TEXT_LAYERS = (9, 18, 27)
+_QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# The shape of Qwen's chat format, which both pipelines wrap the prompt in; the thinking switch
+# they pass is accepted and ignored.
+_QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# What the BPE merges are learnt from: English and Chinese prompts, the seed prompt among them.
+# Every byte is in the base alphabet, so any text encodes; these lines only shape the merges.
+_TOKENIZER_CORPUS = (
+    "a cute cat walking in space, realistic style",
+    "一只在太空中行走的可爱猫咪,写实风格",
+    "a watercolor painting of a lighthouse at dawn",
+    "一座黎明时分的灯塔,水彩画",
+    "a red apple on a wooden table, studio lighting",
+)
 
 
 def build_tiny_sd(path: Path, *, seed: int = 0) -> Path:
@@ -87,6 +128,128 @@ def build_tiny_sdxl(path: Path, *, seed: int = 0) -> Path:
     return path
 
 
+def build_tiny_zimage(path: Path, *, seed: int = 0) -> Path:
+    """Write a random-weight Z-Image pipeline (ZImagePipeline, 256 px native) to `path`.
+
+    Weights depend only on `seed`. Returns `path`.
+    """
+    path = Path(path)
+    tokenizer = _qwen_tokenizer(path / "tokenizer")
+    torch.manual_seed(seed)
+    head_dim = _QWEN_HIDDEN // 2
+    pipe = ZImagePipeline(
+        # Z-Image decodes with FLUX.1's autoencoder: 16 latent channels, a shift and a scale.
+        vae=_vae(
+            _ZIMAGE_NATIVE_SIDE // 8,
+            scaling_factor=0.3611,
+            latent_channels=16,
+            shift_factor=0.1159,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+        ),
+        text_encoder=Qwen3Model(_qwen_config(len(tokenizer), layers=2)),
+        tokenizer=tokenizer,
+        transformer=ZImageTransformer2DModel(
+            in_channels=16,
+            dim=_QWEN_HIDDEN,
+            n_layers=2,
+            n_refiner_layers=1,
+            n_heads=2,
+            n_kv_heads=2,
+            cap_feat_dim=_QWEN_HIDDEN,
+            # The three rotary axes (caption/frame, height, width) split one head's width.
+            axes_dims=[head_dim // 4, 3 * head_dim // 8, 3 * head_dim // 8],
+        ),
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
+    )
+    pipe.save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def build_tiny_flux2_klein(path: Path, *, seed: int = 0) -> Path:
+    """Write a random-weight FLUX.2 klein pipeline (Flux2KleinPipeline, step-distilled) to `path`.
+
+    The pipeline fixes its native size at 128 latents; a two-block (x2) autoencoder makes that
+    256 px, where the real x8 one would make every test image a 1024 px decode.
+    Weights depend only on `seed`. Returns `path`.
+    """
+    path = Path(path)
+    tokenizer = _qwen_tokenizer(path / "tokenizer")
+    torch.manual_seed(seed)
+    latent_channels = 8
+    pipe = Flux2KleinPipeline(
+        vae=AutoencoderKLFlux2(
+            down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2,
+            block_out_channels=(8, 16),
+            layers_per_block=1,
+            latent_channels=latent_channels,
+            norm_num_groups=4,
+            mid_block_add_attention=False,
+        ),
+        text_encoder=Qwen3ForCausalLM(_qwen_config(len(tokenizer), layers=max(_KLEIN_TEXT_LAYERS))),
+        tokenizer=tokenizer,
+        # Latents are packed in 2x2 patches; the text condition is the three hidden states side by
+        # side; klein is guidance-distilled, so no guidance embedding.
+        transformer=Flux2Transformer2DModel(
+            in_channels=4 * latent_channels,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            # One head: at the fixed 4,096 image tokens, attention is most of a step's cost.
+            num_attention_heads=1,
+            joint_attention_dim=len(_KLEIN_TEXT_LAYERS) * _QWEN_HIDDEN,
+            timestep_guidance_channels=32,
+            axes_dims_rope=(4, 4, 4, 4),
+            guidance_embeds=False,
+        ),
+        scheduler=FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True
+        ),
+        is_distilled=True,
+    )
+    pipe.save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def _qwen_tokenizer(folder: Path) -> Qwen2Tokenizer:
+    """A byte-level BPE with Qwen's special tokens and chat format, learnt from a few prompts;
+    its vocab.json and merges.txt are written to `folder`, where the pipeline saves it too."""
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=_QWEN_SPECIAL_TOKENS,
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_TOKENIZER_CORPUS, trainer)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_file, merges_file = bpe.model.save(str(folder))
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab_file,
+        merges=merges_file,
+        additional_special_tokens=_QWEN_SPECIAL_TOKENS[1:],
+        model_max_length=512,
+    )
+    tokenizer.chat_template = _QWEN_CHAT_TEMPLATE
+    return tokenizer
+
+
+def _qwen_config(vocab_size: int, *, layers: int) -> Qwen3Config:
+    """A narrow Qwen3 decoder: two heads of 16, `layers` deep."""
+    return Qwen3Config(
+        vocab_size=vocab_size,
+        hidden_size=_QWEN_HIDDEN,
+        intermediate_size=2 * _QWEN_HIDDEN,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=_QWEN_HIDDEN // 2,
+        max_position_embeddings=1024,
+    )
+
+
 def _write_tokenizer(folder: Path) -> CLIPTokenizer:
     """Write a character-level CLIP vocabulary (vocab.json, merges.txt) to `folder` and load it."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -117,7 +280,9 @@ def _text_config(vocab_size: int) -> CLIPTextConfig:
     )
 
 
-def _vae(latent_size: int, *, scaling_factor: float) -> AutoencoderKL:
+def _vae(
+    latent_size: int, *, scaling_factor: float, latent_channels: int = 4, **extra: object
+) -> AutoencoderKL:
     """A VAE with four blocks, hence the real x8 downsampling, and narrow channels."""
     return AutoencoderKL(
         in_channels=3,
@@ -126,12 +291,13 @@ def _vae(latent_size: int, *, scaling_factor: float) -> AutoencoderKL:
         up_block_types=("UpDecoderBlock2D",) * 4,
         block_out_channels=(8, 8, 16, 16),
         layers_per_block=1,
-        latent_channels=4,
+        latent_channels=latent_channels,
         norm_num_groups=4,
         sample_size=latent_size * 8,
         scaling_factor=scaling_factor,
         # Mid-block self-attention over every latent pixel would dominate the cost at large sizes.
         mid_block_add_attention=False,
+        **extra,
     )
 
 
