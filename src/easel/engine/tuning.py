@@ -22,9 +22,7 @@ def tune_for_serving(pipe: DiffusionPipeline) -> list[str]:
         return []
     changed = []
     for name, component in pipe.components.items():
-        if isinstance(component, torch.nn.Module) and any(
-            isinstance(module, torch.nn.Conv2d) for module in component.modules()
-        ):
+        if isinstance(component, torch.nn.Module) and _convolves_only_in_2d(component):
             # torch's overloads of Module.to omit the documented `memory_format` keyword
             # (pytorch/pytorch#184642).
             component.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -33,3 +31,11 @@ def tune_for_serving(pipe: DiffusionPipeline) -> list[str]:
         "%s: channels-last weights for %s", type(pipe).__name__, ", ".join(changed) or "nothing"
     )
     return changed
+
+
+def _convolves_only_in_2d(component: torch.nn.Module) -> bool:
+    # Channels-last is a 4-D layout: a video-style VAE (Qwen-Image's) has 5-D Conv3d weights too.
+    modules = list(component.modules())
+    return any(isinstance(module, torch.nn.Conv2d) for module in modules) and not any(
+        isinstance(module, torch.nn.Conv3d) for module in modules
+    )
