@@ -16,6 +16,7 @@ import torch
 from easel.catalog import Catalog
 from easel.devtools.tiny_pipelines import (
     build_tiny_flux2_klein,
+    build_tiny_qwen_image,
     build_tiny_sd,
     build_tiny_sdxl,
     build_tiny_zimage,
@@ -78,6 +79,11 @@ def tiny_zimage(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_flux2_klein(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_flux2_klein(tmp_path_factory.mktemp("pipelines") / "tiny-flux2-klein")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_qwen_image(tmp_path_factory.mktemp("pipelines") / "tiny-qwen-image")
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
-"""The DiT families (Z-Image, FLUX.2 klein) as tiny random-weight pipelines in the hub layout:
-Easel's loader loads them, its sizing reads their configs, and `easel serve` answers the official
-SDK on them, Chinese prompts included."""
+"""The DiT families (Z-Image, FLUX.2 klein, Qwen-Image) as tiny random-weight pipelines in the
+hub layout: Easel's loader loads them, its sizing reads their configs, and `easel serve` answers
+the official SDK on them, Chinese prompts included."""
 
 from __future__ import annotations
 
@@ -14,13 +14,18 @@ from transformers import AutoTokenizer
 
 from easel.engine.loader import load_pipeline
 from easel.engine.resolution import native_side
+from easel.engine.tuning import tune_for_serving
 from tests.images import decode_b64, images_of, size_of
 from tests.server import RunningServer, create_key, start_server
 
 SEED_PROMPT = "一只在太空中行走的可爱猫咪,写实风格"
-FAMILIES = {"tiny_zimage": "ZImagePipeline", "tiny_flux2_klein": "Flux2KleinPipeline"}
-# Both tiny DiTs are native at 256 px: Z-Image through its autoencoder's sample size, FLUX.2 klein
-# through its pipeline's fixed 128 latents and the tiny x2 autoencoder.
+FAMILIES = {
+    "tiny_zimage": "ZImagePipeline",
+    "tiny_flux2_klein": "Flux2KleinPipeline",
+    "tiny_qwen_image": "QwenImagePipeline",
+}
+# The tiny DiTs are native at 256 px: Z-Image through its autoencoder's sample size, FLUX.2 klein
+# and Qwen-Image through their pipelines' fixed 128 latents and tiny x2 autoencoders.
 NATIVE_SIDE = 256
 
 
@@ -67,12 +72,22 @@ def test_native_side_comes_from_the_pipeline_configs(
     assert native_side(pipe) == NATIVE_SIDE
 
 
+def test_serving_layout_skips_qwen_images_3d_autoencoder(tiny_qwen_image: Path) -> None:
+    # Channels-last weights are 4-D only: converting the 5-D Conv3d weights failed the load.
+    pipe = load_pipeline(str(tiny_qwen_image), torch.device("cpu"), torch.float32)
+    assert "vae" not in tune_for_serving(pipe)
+
+
 @pytest.fixture(scope="module")
 def dit_server(
-    tmp_path_factory: pytest.TempPathFactory, tiny_zimage: Path, tiny_flux2_klein: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_zimage: Path,
+    tiny_flux2_klein: Path,
+    tiny_qwen_image: Path,
 ) -> Iterator[RunningServer]:
     """`easel serve` with dall-e-3 on Z-Image with turbo presets (few steps, no guidance, no
-    negative prompt, no style wording) and dall-e-2 on FLUX.2 klein with its own rules."""
+    negative prompt, no style wording), dall-e-2 on FLUX.2 klein with its own rules, and a
+    user's own name on Qwen-Image."""
     data_dir = tmp_path_factory.mktemp("dit-data")
     config = data_dir / "catalog.yaml"
     config.write_text(
@@ -82,7 +97,12 @@ def dit_server(
         "    qualities:\n"
         "      standard: {steps: 4, guidance_scale: 0}\n"
         "      hd: {steps: 8, guidance_scale: 0}\n"
-        "    styles: {vivid: {}, natural: {}}\n",
+        "    styles: {vivid: {}, natural: {}}\n"
+        "  qwen-image:\n"
+        f"    source: {tiny_qwen_image}\n"
+        "    sizes: [1328x1328, 1664x928]\n"
+        "    default_size: 1328x1328\n"
+        "    qualities: {standard: {steps: 2, guidance_scale: 0}}\n",
         encoding="utf-8",
     )
     running = start_server(
@@ -128,3 +148,12 @@ def test_flux2_klein_as_dall_e_2_answers_n_images(dit_client: openai.OpenAI) -> 
     assert [image.size for image in images] == [(512, 512)] * 2
     assert [image.text["generated_size"] for image in images] == ["256x256"] * 2
     assert images[0].tobytes() != images[1].tobytes()
+
+
+def test_qwen_image_under_its_own_name(dit_client: openai.OpenAI) -> None:
+    result = dit_client.images.generate(
+        model="qwen-image", prompt=SEED_PROMPT, size="1664x928", response_format="b64_json"
+    )
+    image = decode_b64(images_of(result)[0].b64_json or "")
+    assert image.size == (1664, 928)
+    assert image.text["model"] == "qwen-image"

@@ -2,8 +2,8 @@
 
 The architectures follow the real layouts at a size that runs on a CPU: SD 1.x and SDXL (component
 classes, a VAE with x8 downsampling, an SDXL UNet conditioned on pooled text and time ids), and the
-DiT families Z-Image and FLUX.2 klein (a flow-matching transformer, its family's autoencoder, a
-Qwen3 text encoder with a byte-level BPE tokenizer that reads any language).
+DiT families Z-Image, FLUX.2 klein and Qwen-Image (a flow-matching transformer, its family's
+autoencoder, a Qwen text encoder with a byte-level BPE tokenizer that reads any language).
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ import torch
 from diffusers import (
     AutoencoderKL,
     AutoencoderKLFlux2,
+    AutoencoderKLQwenImage,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
     Flux2KleinPipeline,
     Flux2Transformer2DModel,
+    QwenImagePipeline,
+    QwenImageTransformer2DModel,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
@@ -31,6 +34,8 @@ from transformers import (
     CLIPTextModel,
     CLIPTextModelWithProjection,
     CLIPTokenizer,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
     Qwen2Tokenizer,
     Qwen3Config,
     Qwen3ForCausalLM,
@@ -207,6 +212,72 @@ def build_tiny_flux2_klein(path: Path, *, seed: int = 0) -> Path:
             num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True
         ),
         is_distilled=True,
+    )
+    pipe.save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def build_tiny_qwen_image(path: Path, *, seed: int = 0) -> Path:
+    """Write a random-weight Qwen-Image pipeline (QwenImagePipeline) to `path`.
+
+    The pipeline fixes its native size at 128 latents; a one-stage (x2) autoencoder makes that
+    256 px. Weights depend only on `seed`. Returns `path`.
+    """
+    path = Path(path)
+    tokenizer = _qwen_tokenizer(path / "tokenizer")
+    torch.manual_seed(seed)
+    latent_channels = 16
+    head_dim = 16
+    # The multimodal encoder's vision tower is never run for text-to-image, so it is the smallest
+    # that builds; the text rotary sections (temporal, height, width) split half a head.
+    text_encoder = Qwen2_5_VLForConditionalGeneration(
+        Qwen2_5_VLConfig(
+            text_config={
+                "vocab_size": len(tokenizer),
+                "hidden_size": _QWEN_HIDDEN,
+                "intermediate_size": 2 * _QWEN_HIDDEN,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 2,
+                "bos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+                "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                "rope_parameters": {"mrope_section": [2, 3, 3], "rope_type": "default"},
+            },
+            vision_config={
+                "depth": 1,
+                "hidden_size": 16,
+                "intermediate_size": 16,
+                "num_heads": 2,
+                "out_hidden_size": _QWEN_HIDDEN,
+            },
+        )
+    )
+    pipe = QwenImagePipeline(
+        vae=AutoencoderKLQwenImage(
+            base_dim=16,
+            z_dim=latent_channels,
+            dim_mult=[1, 2],
+            num_res_blocks=1,
+            temperal_downsample=[False],
+            latents_mean=[0.0] * latent_channels,
+            latents_std=[1.0] * latent_channels,
+        ),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=QwenImageTransformer2DModel(
+            patch_size=2,
+            in_channels=4 * latent_channels,
+            out_channels=latent_channels,
+            num_layers=1,
+            attention_head_dim=head_dim,
+            # One head: at the fixed 4,096 image tokens, attention is most of a step's cost.
+            num_attention_heads=1,
+            joint_attention_dim=_QWEN_HIDDEN,
+            axes_dims_rope=(head_dim // 4, 3 * head_dim // 8, 3 * head_dim // 8),
+        ),
+        scheduler=FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True
+        ),
     )
     pipe.save_pretrained(path, safe_serialization=True)
     return path
