@@ -15,7 +15,7 @@ from diffusers import DiffusionPipeline
 from prometheus_client import REGISTRY
 
 from easel.catalog import Catalog, GenerationPlan, ModelSpec
-from easel.engine import worker
+from easel.engine import loader
 from easel.engine.engine import Engine
 from easel.engine.loader import PipelineKey
 from easel.engine.types import Generation, ModelState
@@ -48,13 +48,14 @@ def catalog(tiny_sd: Path, other_sd: Path) -> Catalog:
 def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The sources the engine loads, in order: the real loader runs, observed."""
     seen: list[str] = []
-    real = worker.load_pipeline
+    real = loader.load_pipeline
 
     def observed(source: str, device: torch.device, dtype: torch.dtype) -> DiffusionPipeline:
         seen.append(source)
         return real(source, device, dtype)
 
-    monkeypatch.setattr(worker, "load_pipeline", observed)
+    # The worker's own reference: that is the one it calls.
+    monkeypatch.setattr("easel.engine.worker.load_pipeline", observed)
     return seen
 
 
