@@ -215,5 +215,8 @@ async def test_a_server_with_two_names_on_one_pipeline_answers_both(
         )
         engine = app.app.state.services.engine
         assert len(engine.pipelines) == 1
+        # Readiness is reported per name, both ready from the one load.
+        readiness = (await app.http.get("/readyz")).json()
+        assert readiness["models"] == {"dall-e-2": "ready", "dall-e-3": "ready"}
     for answer in answers:
         assert answer.data is not None and len(answer.data) == 1
