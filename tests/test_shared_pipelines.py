@@ -19,7 +19,7 @@ from easel.engine import loader
 from easel.engine.engine import Engine
 from easel.engine.loader import PipelineKey
 from easel.engine.types import Generation, ModelState
-from easel.errors import ServiceUnavailableError
+from easel.errors import RateLimitError, ServiceUnavailableError
 from easel.settings import Settings
 from tests.inprocess import running_app
 
@@ -220,3 +220,26 @@ async def test_a_server_with_two_names_on_one_pipeline_answers_both(
         assert readiness["models"] == {"dall-e-2": "ready", "dall-e-3": "ready"}
     for answer in answers:
         assert answer.data is not None and len(answer.data) == 1
+
+
+def test_a_full_shared_queue_refuses_by_the_name_asked_for_and_says_who_shares_it(
+    catalog: Catalog, run: asyncio.AbstractEventLoop
+) -> None:
+    engine = Engine(catalog, config=Settings(queue_images=1).scheduler_config())
+
+    async def scenario() -> RateLimitError:
+        first = asyncio.ensure_future(engine.generate(plan(catalog, "share-a"), seed=1))
+        await asyncio.sleep(0)  # queued; its pipeline is still loading, so it is still waiting
+        try:
+            with pytest.raises(RateLimitError) as refused:
+                await engine.generate(plan(catalog, "share-b"), seed=2)
+        finally:
+            first.cancel()
+        return refused.value
+
+    try:
+        error = run.run_until_complete(scenario())
+    finally:
+        run.run_until_complete(engine.shutdown())
+    assert error.status_code == 429 and error.code == "queue_full"
+    assert "the queue for model `share-b` (shared with `share-a`: the same weights)" in str(error)
