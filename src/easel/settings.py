@@ -114,7 +114,12 @@ class Settings(BaseSettings):
         "and credentials from the usual AWS_* settings) or a directory. Unset: DATA_DIR/images.",
     )
     queue_images: int = Field(
-        default=64, ge=1, description="Images that may wait per model; requests beyond get 429."
+        default=64,
+        ge=1,
+        description=(
+            "Images that may wait per pipeline (shared by the models that use it); "
+            "requests beyond get 429."
+        ),
     )
     batch_images: int = Field(default=8, ge=1, description="Most images in one pipeline call.")
     batch_pixels: int = Field(

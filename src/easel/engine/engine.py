@@ -1,4 +1,5 @@
-"""The in-process engine: one worker per catalog model, on one device."""
+"""The in-process engine: one worker per pipeline, shared by the catalog names that point at it,
+on one device."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from diffusers import DiffusionPipeline
 
 from easel.catalog import Catalog, GenerationPlan
 from easel.engine.device import best_device, dtype_for
+from easel.engine.loader import PipelineKey
 from easel.engine.types import Generation, ModelState, SchedulerConfig
-from easel.engine.worker import ModelWorker
+from easel.engine.worker import PipelineWorker
 
 
 class Engine:
-    """All model workers of a catalog, on one device, each with its own queue and batcher."""
+    """The pipelines of a catalog, on one device, each with its own queue and batcher. Names that
+    point at the same pipeline share its weights, queue and batches; everything a client or an
+    operator reads (states, load times, stats, errors) is still per name."""
 
     def __init__(
         self,
@@ -24,12 +28,18 @@ class Engine:
     ) -> None:
         self.device = device or best_device()
         dtype = dtype_for(self.device)
-        self.workers = {
-            spec.name: ModelWorker(spec, self.device, dtype, config) for spec in catalog
+        names_by_pipeline: dict[PipelineKey, list[str]] = {}
+        for spec in catalog:
+            names_by_pipeline.setdefault(PipelineKey.of(spec.source), []).append(spec.name)
+        self.pipelines = {
+            key: PipelineWorker(key, tuple(names), self.device, dtype, config)
+            for key, names in names_by_pipeline.items()
         }
+        # Each catalog name's worker: names sharing a pipeline share the worker.
+        self.workers = {name: worker for worker in self.pipelines.values() for name in worker.names}
 
     def start(self) -> None:
-        for worker in self.workers.values():
+        for worker in self.pipelines.values():
             worker.start_loading()
 
     async def generate(
@@ -48,14 +58,15 @@ class Engine:
 
     def pipeline(self, model: str) -> DiffusionPipeline:
         """`model`'s loaded pipeline (waiting for its load), or 503 `model_unavailable`."""
-        return self.workers[model].pipeline()
+        return self.workers[model].pipeline(model)
 
     def load_seconds(self) -> dict[str, float | None]:
         """How long each model's last successful load took (None while it has none)."""
         return {name: worker.load_seconds for name, worker in self.workers.items()}
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        """Per model: what its scheduler did, and the batch size limits it measured."""
+        """Per model: what its pipeline's scheduler did (for every name sharing the pipeline), and
+        the batch size limits it measured."""
         return {
             name: {
                 **worker.scheduler.stats.snapshot(),
@@ -67,5 +78,5 @@ class Engine:
     async def shutdown(self) -> None:
         """Cancel every queued request and stop the batchers; a running batch finishes on its own
         thread, its results unused."""
-        for worker in self.workers.values():
+        for worker in self.pipelines.values():
             await worker.shutdown()

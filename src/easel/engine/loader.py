@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,6 +23,22 @@ class ModelLoadError(RuntimeError):
 
 def looks_like_path(source: str) -> bool:
     return source.startswith(("/", ".", "~")) or Path(source).expanduser().exists()
+
+
+@dataclass(frozen=True)
+class PipelineKey:
+    """What makes two catalog entries the same loaded pipeline: catalog names that share a key
+    share one copy of the weights, one queue and one batcher. The device and dtype are the
+    engine's, the same for every pipeline, so the source is all that tells pipelines apart."""
+
+    source: str
+
+    @classmethod
+    def of(cls, source: str) -> PipelineKey:
+        """`~/models/x`, `./x` and `/home/me/x` are one directory, so one pipeline."""
+        if looks_like_path(source):
+            return cls(str(Path(source).expanduser().resolve()))
+        return cls(source)
 
 
 def download(repo_id: str) -> Path:

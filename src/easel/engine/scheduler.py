@@ -1,9 +1,10 @@
-"""One model's queue and batcher: compatible requests share pipeline calls, oldest request first.
+"""One pipeline's queue and batcher: compatible requests share pipeline calls, oldest request
+first, whichever of the pipeline's catalog names they asked for.
 
 Requests wait in arrival order. Each batch starts from the oldest waiting request and adds every
 later request with the same `BatchKey` that fits the per-batch budget of images and pixels, so no
-class of requests starves behind another. One batch runs at a time per model, on the model's own
-thread; requests arriving meanwhile form the next batch.
+class of requests starves behind another. One batch runs at a time per pipeline, on the pipeline's
+own thread; requests arriving meanwhile form the next batch.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ Outcome = list[tuple[Part, "list[GeneratedImage] | BaseException"]]
 
 @dataclass
 class PipelineCalls:
-    """What one batch's pipeline calls did, for the batch sizer: written on the model's thread,
+    """What one batch's pipeline calls did, for the batch sizer: written on the pipeline's thread,
     read on the event loop once the batch is over."""
 
     ran: list[tuple[int, float]] = field(default_factory=list)  # (images, seconds) of each call
@@ -93,22 +94,28 @@ class PipelineCalls:
 
 
 class BatchScheduler:
-    """Queue and batcher of one model. `load` returns its pipeline (loading it if needed) or
-    raises an `EaselError`; it and every batch run on `executor`, the model's one thread."""
+    """Queue and batcher of one pipeline, for its catalog `names`. `load` returns the pipeline
+    (loading it if needed) or None when it cannot be loaded, and `unavailable(name)` is then the
+    error for a request of that name; `load` and every batch run on `executor`, the pipeline's one
+    thread. Metrics stay per name: each name's queue depth, the batches that served it."""
 
     def __init__(
         self,
-        model: str,
+        names: tuple[str, ...],
         config: SchedulerConfig,
         executor: Executor,
-        load: Callable[[], DiffusionPipeline],
+        load: Callable[[], DiffusionPipeline | None],
+        unavailable: Callable[[str], EaselError],
     ) -> None:
-        self.model = model
+        self.names = names
+        # What log lines about the pipeline as a whole call it.
+        self.label = "/".join(names)
         self.config = config
         self.stats = SchedulerStats()
         self.sizer = BatchSizer(adaptive=config.adaptive_batch_size)
         self._executor = executor
         self._load = load
+        self._unavailable = unavailable
         self._pending: list[Job] = []
         self._running_images = 0
         self._wakeup: asyncio.Event | None = None
@@ -153,7 +160,11 @@ class BatchScheduler:
         self._queue_changed()
 
     def _queue_changed(self) -> None:
-        set_queue_depth(self.model, self.queued_images)
+        queued = Counter(dict.fromkeys(self.names, 0))
+        for job in self._pending:
+            queued[job.plan.model] += job.undispatched
+        for name, images in queued.items():
+            set_queue_depth(name, images)
 
     def _submit(self, plan: GenerationPlan, seed: int) -> Job:
         queued = self.queued_images
@@ -161,8 +172,9 @@ class BatchScheduler:
             self.stats.queue_full += 1
             retry_after = self._retry_after(queued)
             raise RateLimitError(
-                f"The server is busy: the queue for model `{self.model}` already holds {queued} "
-                f"of at most {self.config.queue_images} images. Retry after {retry_after} seconds.",
+                f"The server is busy: the queue for model `{plan.model}`{self._shared_with(plan)} "
+                f"already holds {queued} of at most {self.config.queue_images} images. "
+                f"Retry after {retry_after} seconds.",
                 code="queue_full",
                 headers={
                     "Retry-After": str(retry_after),
@@ -180,11 +192,16 @@ class BatchScheduler:
             # A fresh context: the batcher serves every request, not just the one that started it.
             self._task = loop.create_task(
                 self._batch_forever(),
-                name=f"easel-batcher-{self.model}",
+                name=f"easel-batcher-{self.label}",
                 context=contextvars.Context(),
             )
         self._wakeup.set()
         return job
+
+    def _shared_with(self, plan: GenerationPlan) -> str:
+        """Why a client's queue may be full of other names' requests: they share its weights."""
+        others = [f"`{name}`" for name in self.names if name != plan.model]
+        return f" (shared with {', '.join(others)}: the same weights)" if others else ""
 
     def _retry_after(self, queued: int) -> int:
         """Seconds until the work ahead is likely done, from the measured images per second."""
@@ -208,7 +225,7 @@ class BatchScheduler:
                 log,
                 logging.INFO,
                 "%s: removed a request for %d images from the queue: %s",
-                self.model,
+                job.plan.model,
                 job.undispatched,
                 reason,
             )
@@ -223,10 +240,9 @@ class BatchScheduler:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            try:
-                pipe = await loop.run_in_executor(self._executor, self._load)
-            except EaselError as exc:
-                self._fail_pending(exc)
+            pipe = await loop.run_in_executor(self._executor, self._load)
+            if pipe is None:
+                self._fail_pending()
                 continue
             await self._wait_for_company(pipe)
             if not self._pending:
@@ -234,13 +250,14 @@ class BatchScheduler:
             key, parts = self._take_batch(pipe)
             try:
                 await self._run(loop, pipe, key, parts)
-            except Exception:  # the batcher must outlive any fault, or the model stops serving
-                log.exception("%s: batcher fault", self.model, extra=_naming(parts))
+            except Exception:  # the batcher must outlive any fault, or the pipeline stops serving
+                log.exception("%s: batcher fault", _models(parts), extra=_naming(parts))
 
-    def _fail_pending(self, error: EaselError) -> None:
+    def _fail_pending(self) -> None:
+        """The pipeline cannot be loaded: every waiting request fails, naming its own model."""
         for job in self._pending:
             if not job.future.done():
-                job.future.set_exception(error)
+                job.future.set_exception(self._unavailable(job.plan.model))
         self._pending.clear()
         self._queue_changed()
 
@@ -341,10 +358,11 @@ class BatchScheduler:
         changes += [self.sizer.record(key, images, seconds) for images, seconds in calls.ran]
         limit = next((change for change in reversed(changes) if change is not None), None)
         if limit is not None:
-            set_batch_limit(self.model, key.label, limit)
+            for name in self.names:
+                set_batch_limit(name, key.label, limit)
             log.info(
                 "%s: batches of %s now hold at most %d images",
-                self.model,
+                self.label,
                 key.label,
                 limit,
                 extra=_naming(parts),
@@ -353,11 +371,12 @@ class BatchScheduler:
     def _attempt(
         self, pipe: DiffusionPipeline, key: BatchKey, parts: list[Part], calls: PipelineCalls
     ) -> Outcome:
-        """Run one batch on the model's thread; on out-of-memory, retry each half on its own; on
+        """Run one batch on the pipeline's thread; on out-of-memory, retry each half on its own; on
         any other fault, retry each request on its own, so a request the pipeline cannot run fails
         alone. Notes in `calls` what each pipeline call did."""
         jobs = {part.job for part in parts}
         naming = _naming(parts)
+        models = _models(parts)
 
         def abandoned() -> bool:
             return all(job.cancelled for job in jobs)
@@ -373,7 +392,7 @@ class BatchScheduler:
             log.info(
                 "%s: stopped a batch of %d images after step %d of %d: every request in it "
                 "was cancelled",
-                self.model,
+                models,
                 images,
                 exc.step,
                 key.steps,
@@ -385,7 +404,7 @@ class BatchScheduler:
             if images == 1:
                 log.error(
                     "%s: out of memory for a single %dx%d image: %s",
-                    self.model,
+                    models,
                     key.width,
                     key.height,
                     exc,
@@ -396,7 +415,7 @@ class BatchScheduler:
             self.stats.oom_splits += 1
             log.warning(
                 "%s: out of memory for a batch of %d images; retrying it in halves",
-                self.model,
+                models,
                 images,
                 extra=naming,
             )
@@ -409,7 +428,7 @@ class BatchScheduler:
                 log.warning(
                     "%s: a batch of %d images from %d requests failed; retrying each request "
                     "on its own",
-                    self.model,
+                    models,
                     images,
                     len(requests),
                     exc_info=True,
@@ -420,7 +439,7 @@ class BatchScheduler:
                     for request in requests
                     for result in self._attempt(pipe, key, request, calls)
                 ]
-            log.exception("%s: a batch of %d images failed", self.model, images, extra=naming)
+            log.exception("%s: a batch of %d images failed", models, images, extra=naming)
             failure = BatchFailed(f"{type(exc).__name__} in a batch of {images} images: {exc}")
             failure.__cause__ = exc
             return [(part, failure) for part in parts]
@@ -428,10 +447,11 @@ class BatchScheduler:
         self.stats.batches += 1
         self.stats.images += images
         self.stats.batch_sizes[images] += 1
-        observe_batch_size(self.model, images)
+        for model in dict.fromkeys(part.job.plan.model for part in parts):
+            observe_batch_size(model, images)
         log.debug(
             "%s: ran a batch of %d images from %d requests",
-            self.model,
+            models,
             images,
             len(jobs),
             extra=naming,
@@ -453,6 +473,11 @@ class BatchScheduler:
 def _naming(parts: list[Part]) -> dict[str, object]:
     """`extra` for a batch's log lines: they carry the ids of all its requests."""
     return {"request_id": request_ids(parts)}
+
+
+def _models(parts: list[Part]) -> str:
+    """The catalog names a batch serves, for its log lines."""
+    return "/".join(dict.fromkeys(part.job.plan.model for part in parts))
 
 
 def _out_of_memory(key: BatchKey) -> ServerError:

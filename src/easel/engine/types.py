@@ -54,7 +54,8 @@ class Generation:
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """Limits of one model's queue, filled in from the server's settings (the defaults' home)."""
+    """Limits of one pipeline's queue (shared by the names that use it), filled in from the server's
+    settings (the defaults' home)."""
 
     queue_images: int  # images waiting (not yet running) before new requests get 429
     batch_images: int  # most images in one pipeline call

@@ -47,7 +47,8 @@ ENCODING_SECONDS = Histogram(
 )
 BATCH_SIZE = Histogram(
     "easel_batch_size",
-    "Images per pipeline call.",
+    # Models sharing a pipeline share its calls: a call is counted for each model it served.
+    "Images per pipeline call that served the model's requests.",
     ["model"],
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
