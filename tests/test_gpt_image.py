@@ -3,18 +3,22 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 import openai
 import pytest
+from PIL import Image
 
 from easel.catalog import Catalog
-from tests.gpt_server import GPT_MODELS, OPERATOR_MODEL, start_gpt_server
-from tests.images import decode_b64, images_of, size_of
+from easel.encoding import read_xmp
+from tests.gpt_server import GPT_MODELS, OPERATOR_MODEL, gpt_client, start_gpt_server
+from tests.images import decode_b64, fetch, images_of, size_of
 from tests.sdk_errors import error_body
-from tests.server import RunningServer, create_key
+from tests.server import RunningServer
 
 SIZES = ["1024x1024", "1536x1024", "1024x1536", "auto"]
 Quality = Literal["low", "medium", "high", "auto"]
@@ -34,10 +38,7 @@ def gpt_server(
 
 @pytest.fixture(scope="module")
 def gpt(gpt_server: RunningServer) -> openai.OpenAI:
-    key = create_key(gpt_server.data_dir)
-    return openai.OpenAI(
-        api_key=key, base_url=gpt_server.base_url + "/v1", max_retries=0, timeout=300
-    )
+    return gpt_client(gpt_server)
 
 
 # Each size once and each quality once per model: sizes and qualities paired in turn.
@@ -177,14 +178,18 @@ def test_moderation_and_user_fields_are_accepted(gpt: openai.OpenAI) -> None:
 def test_a_request_without_model_follows_the_schemas_rule(
     gpt: openai.OpenAI, extra: dict[str, object], model: str
 ) -> None:
-    response = gpt.images.with_raw_response.generate(
-        prompt="a cat", extra_body={"response_format": None, **extra}
-    )
-    result = response.parse()
+    result = gpt.images.generate(prompt="a cat", extra_body=extra)
+    item = images_of(result)[0]
     if model == "dall-e-2":
-        assert images_of(result)[0].url is not None and result.output_format is None
+        assert item.url is not None and result.output_format is None
+        assert fetch(item.url).text["model"] == model
     else:
-        assert images_of(result)[0].b64_json and result.output_format is not None
+        b64 = item.b64_json or ""
+        if result.output_format == "jpeg":
+            metadata = read_xmp(Image.open(io.BytesIO(base64.b64decode(b64))).info["xmp"])
+        else:
+            metadata = decode_b64(b64).text
+        assert metadata["model"] == model
 
 
 def test_models_lists_every_gpt_name_with_its_rules(gpt: openai.OpenAI) -> None:
