@@ -15,6 +15,7 @@ from PIL import Image
 
 from easel.catalog import Catalog
 from easel.encoding import read_xmp
+from tests import openai_schemas
 from tests.gpt_server import GPT_MODELS, OPERATOR_MODEL, gpt_client, start_gpt_server
 from tests.images import decode_b64, fetch, images_of, size_of
 from tests.sdk_errors import error_body
@@ -202,3 +203,17 @@ def test_models_lists_every_gpt_name_with_its_rules(gpt: openai.OpenAI) -> None:
         assert easel["response_formats"] == [] and easel["styles"] == []
         assert easel["output_formats"] == ["png", "jpeg", "webp"]
         assert easel["free_sizes"] == name.startswith("gpt-image-2")
+
+
+def test_gpt_responses_are_valid_openai_images_responses(gpt: openai.OpenAI) -> None:
+    response = gpt.images.with_raw_response.generate(
+        model="gpt-image-1", prompt="a cat", size="1536x1024", quality="auto"
+    )
+    body = response.http_response.json()
+    openai_schemas.validate(body, "ImagesResponse")
+    assert {key: body[key] for key in ("output_format", "size", "quality", "background")} == {
+        "output_format": "png",
+        "size": "1536x1024",
+        "quality": "medium",
+        "background": "opaque",
+    }

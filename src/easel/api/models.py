@@ -14,7 +14,7 @@ from easel.api.auth import AuthorizedKey
 from easel.api.images.protocol import RESPONSE_FORMATS
 from easel.api.state import AppServices, services
 from easel.catalog import ModelSpec
-from easel.catalog.output import IMAGE_FORMATS
+from easel.catalog.output import accepted_values
 from easel.engine.types import MAX_SEED
 from easel.limits.limiter import require_model
 
@@ -35,9 +35,8 @@ def capabilities(spec: ModelSpec, app_services: AppServices) -> dict[str, Any]:
         # Empty for the GPT image models, which refuse the field and always answer b64_json.
         "response_formats": [] if spec.is_gpt_image else list(RESPONSE_FORMATS),
         "family": spec.family,
-        "output_formats": list(IMAGE_FORMATS if spec.is_gpt_image else ("png",)),
-        # gpt-image-2 takes any WIDTHxHEIGHT within OpenAI's limits besides the listed sizes.
-        "free_sizes": spec.family == "gpt-image-2",
+        "output_formats": list(accepted_values(spec.family)["output_format"]),
+        "free_sizes": spec.has_free_sizes,
         "returns_revised_prompt": spec.returns_revised_prompt,
         "seed": {"min": 0, "max": MAX_SEED},
         "licence": spec.licence,

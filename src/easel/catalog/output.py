@@ -65,9 +65,14 @@ class OutputPlan:
     background: str = "opaque"
 
 
-def plan_output(family: Family, request: OutputRequest) -> OutputPlan:
+def accepted_values(family: Family) -> dict[str, tuple[object, ...]]:
+    """Each output field's values that a model of `family` honours."""
+    return OUTPUT_VALUES if family == "dall-e" else GPT_OUTPUT_VALUES
+
+
+def output_plan(family: Family, request: OutputRequest) -> OutputPlan:
     """The request's output, or a 400 naming the first field `family` cannot honour."""
-    supported_values = OUTPUT_VALUES if family == "dall-e" else GPT_OUTPUT_VALUES
+    supported_values = accepted_values(family)
     if request.background == "transparent" and family != "dall-e":
         raise _transparent_refusal(request.output_format)
     for param, value in asdict(request).items():

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from easel.catalog.free_sizes import check_free_size
-from easel.catalog.output import Family, OutputPlan, OutputRequest, plan_output
+from easel.catalog.output import Family, OutputPlan, OutputRequest, output_plan
 from easel.errors import InvalidRequestError, invalid_value, unknown_parameter
 
 # The GPT families' `size` and `quality` value that means the model's default.
@@ -188,16 +188,21 @@ class ModelSpec(BaseModel):
         """GPT image models always answer b64_json and take OpenAI's output fields."""
         return self.family != "dall-e"
 
+    @property
+    def has_free_sizes(self) -> bool:
+        """gpt-image-2 takes any WIDTHxHEIGHT within OpenAI's limits besides its listed sizes."""
+        return self.family == "gpt-image-2"
+
     def plan_output(self, request: OutputRequest) -> OutputPlan:
         """The request's output format, or a 400 naming a field this model cannot honour."""
-        return plan_output(self.family, request)
+        return output_plan(self.family, request)
 
     def _size(self, size: str | None) -> tuple[str, tuple[int, int]]:
         if size is None or (size == AUTO and self.is_gpt_image):
             size = self.default_size
         if size in self.sizes:
             return size, parse_size(size)
-        if self.family != "gpt-image-2":
+        if not self.has_free_sizes:
             raise invalid_value("size", size, self._with_auto(self.sizes))
         try:
             width, height = parse_size(size)
