@@ -38,3 +38,10 @@ def gpt_client(server: RunningServer) -> openai.OpenAI:
     """An SDK client with a new key; no retries, so the tests see the server's first answer."""
     key = create_key(server.data_dir)
     return openai.OpenAI(api_key=key, base_url=server.base_url + "/v1", max_retries=0, timeout=300)
+
+
+def gpt_overrides(tiny_sd: Path, tiny_sdxl: Path) -> list[str]:
+    """`NAME=SOURCE` for every built-in GPT name on the tiny pipeline of its source's layout, so
+    a test server loads (and is ready with) no hub weights."""
+    pipelines = {"sd": tiny_sd, "sdxl": tiny_sdxl}
+    return [f"{name}={pipelines[layout]}" for name, layout in GPT_MODELS.items()]

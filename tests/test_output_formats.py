@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Literal
 
 import openai
@@ -14,10 +12,8 @@ import pytest
 from PIL import Image
 
 from easel.encoding import read_xmp
-from tests.gpt_server import gpt_client, start_gpt_server
 from tests.images import decode_b64, images_of
 from tests.sdk_errors import error_body
-from tests.server import RunningServer
 
 PROMPT = "雪中的红狐狸, a red fox in the snow"
 # The settings every image carries, as PNG text chunks or as XMP.
@@ -39,12 +35,9 @@ PIL_FORMATS = {"jpeg": "JPEG", "webp": "WEBP"}
 
 
 @pytest.fixture(scope="module")
-def gpt(
-    tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path, tiny_sdxl: Path
-) -> Iterator[openai.OpenAI]:
-    server: RunningServer = start_gpt_server(tmp_path_factory.mktemp("formats"), tiny_sd, tiny_sdxl)
-    yield gpt_client(server)
-    server.stop()
+def gpt(client: openai.OpenAI) -> openai.OpenAI:
+    """The session's server: its GPT names run the tiny pipelines (conftest)."""
+    return client
 
 
 def _file(b64: str) -> bytes:
