@@ -15,7 +15,8 @@ from easel.encoding import read_xmp
 from tests.images import decode_b64, images_of
 from tests.sdk_errors import error_body
 
-PROMPT = "雪中的红狐狸, a red fox in the snow"
+# Non-ASCII and XML markup: XMP must carry both unchanged.
+PROMPT = "雪中的红狐狸, a red fox <b>&amp; snow</b>"
 # The settings every image carries, as PNG text chunks or as XMP.
 METADATA_KEYS = {
     "prompt",
