@@ -22,6 +22,7 @@ from easel.devtools.tiny_pipelines import (
     build_tiny_zimage,
 )
 from easel.settings import Settings
+from tests.gpt_server import gpt_overrides
 from tests.inprocess import InProcessApp, running_app
 from tests.postgres import PostgresCluster, start_cluster
 from tests.s3 import S3Server, start_s3
@@ -103,10 +104,14 @@ def broken_scheduler_pipeline(tiny_sd: Path, tmp_path_factory: pytest.TempPathFa
 def server(
     tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path, tiny_sdxl: Path
 ) -> Iterator[RunningServer]:
-    """`easel serve` with dall-e-2 on the SD 1.x layout and dall-e-3 on the SDXL layout."""
+    """`easel serve` with dall-e-2 on the SD 1.x layout and dall-e-3 on the SDXL layout, and the
+    GPT names on the layout of their built-in pipelines."""
     data_dir = tmp_path_factory.mktemp("data")
+    gpt_models = [
+        arg for override in gpt_overrides(tiny_sd, tiny_sdxl) for arg in ("--model", override)
+    ]
     running = start_server(
-        data_dir, "--model", f"dall-e-2={tiny_sd}", "--model", f"dall-e-3={tiny_sdxl}"
+        data_dir, "--model", f"dall-e-2={tiny_sd}", "--model", f"dall-e-3={tiny_sdxl}", *gpt_models
     )
     yield running
     running.stop()
@@ -139,7 +144,13 @@ async def app(
     tiny_sdxl: Path,
 ) -> AsyncIterator[InProcessApp]:
     """The app of `easel serve` with the `server` fixture's models, in this process."""
-    catalog = Catalog.build(overrides=[f"dall-e-2={tiny_sd}", f"dall-e-3={tiny_sdxl}"])
+    catalog = Catalog.build(
+        overrides=[
+            f"dall-e-2={tiny_sd}",
+            f"dall-e-3={tiny_sdxl}",
+            *gpt_overrides(tiny_sd, tiny_sdxl),
+        ]
+    )
     async with running_app(
         Settings(data_dir=tmp_path_factory.mktemp("in-process")), catalog
     ) as app:

@@ -89,9 +89,31 @@ def test_bad_override_is_refused(override: str) -> None:
 def test_unknown_model_and_per_model_checks() -> None:
     catalog = Catalog.build()
     with pytest.raises(NotFoundError):
-        catalog.get("gpt-image-1")
+        catalog.get("gpt-image-0")
     with pytest.raises(InvalidRequestError) as excinfo:
         catalog.get("dall-e-3").plan(
             prompt="x", n=1, size="1024x1024", quality="hd", style="pastel"
         )
     assert excinfo.value.param == "style"
+
+
+def test_a_later_gpt_name_takes_its_familys_rules_from_one_yaml_line(tmp_path: Path) -> None:
+    config = tmp_path / "easel.yaml"
+    config.write_text(
+        "models:\n"
+        "  gpt-image-2.5-flare: {family: gpt-image-2}\n"
+        "  gpt-image-1.5: {source: /models/mine}\n"
+    )
+    catalog = Catalog.build(config)
+    flare, builtin = catalog.get("gpt-image-2.5-flare"), catalog.get("gpt-image-2")
+    assert flare.model_dump(exclude={"name"}) == builtin.model_dump(exclude={"name"})
+    # A built-in GPT name pointed elsewhere keeps its family's rules.
+    mine = catalog.get("gpt-image-1.5")
+    assert (mine.source, mine.family, mine.max_prompt_chars) == ("/models/mine", "gpt-image", 32000)
+
+
+def test_an_unknown_family_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "easel.yaml"
+    config.write_text("models:\n  mine: {family: gpt-image-9, source: org/model}\n")
+    with pytest.raises(CatalogConfigError, match="family"):
+        Catalog.build(config)

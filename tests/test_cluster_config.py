@@ -11,6 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
+from easel.catalog.defaults import DEFAULT_MODELS
 from easel.cli import app
 from easel.cluster.app import build_app
 from easel.cluster.config_file import IMPORT_PATH
@@ -80,7 +81,7 @@ def test_config_file_deploys_the_catalog_with_per_model_scaling(tmp_path: Path) 
     assert ingress._deployment_config.num_replicas == 2
     # Ray annotates init_args as a 1-tuple; the ingress is bound with (args, models).
     models = cast(tuple[Any, ...], ingress.init_args)[1]
-    assert set(models) == {"dall-e-2", "dall-e-3", "flux"}
+    assert set(models) == {*DEFAULT_MODELS, "flux"}
     dalle3 = models["dall-e-3"]._bound_deployment
     assert dalle3.name == "model:dall-e-3"
     assert dalle3.ray_actor_options["num_gpus"] == 1

@@ -15,6 +15,7 @@ from ray.serve.schema import (
 )
 
 from easel.catalog import Catalog, GenerationPlan
+from easel.catalog.defaults import DEFAULT_MODELS
 from easel.cluster.app import build_app, ingress_demand, model_demands
 from easel.cluster.args import ClusterArgs, IngressOptions, ServerOptions
 from easel.cluster.capacity import NO_ROOM
@@ -94,7 +95,8 @@ def test_demands_follow_the_catalog_and_only_untouched_builtins_are_optional(
     tmp_path: Path,
 ) -> None:
     args = _args(tmp_path, "dall-e-2=/models/turbo", "flux=/models/flux")
-    assert [m for m in args.models if args.uses_builtin_weights(m)] == ["dall-e-3"]
+    untouched = [m for m in DEFAULT_MODELS if m != "dall-e-2"]
+    assert [m for m in args.models if args.uses_builtin_weights(m)] == untouched
     assert ingress_demand(args) == DeploymentDemand("ingress", 2, {"CPU": 0.25})
     demands = model_demands(args, has_gpus=True)
     # A model without a GPU count gets one GPU when the cluster has GPUs.
@@ -105,8 +107,9 @@ def test_an_undeployed_model_gets_no_deployment(tmp_path: Path) -> None:
     args = _args(tmp_path).model_copy(update={"undeployed": {"dall-e-3": NO_ROOM}})
     app = build_app(args.model_dump(mode="json"))
     models = app._bound_deployment.init_args[-1]  # (args, models)
-    assert set(models) == {"dall-e-2"}
-    assert model_demands(args, has_gpus=False).keys() == {"dall-e-2"}
+    deployed = set(DEFAULT_MODELS) - {"dall-e-3"}
+    assert set(models) == deployed
+    assert model_demands(args, has_gpus=False).keys() == deployed
 
 
 def test_an_undeployed_model_answers_503_model_unavailable() -> None:

@@ -10,6 +10,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.gpt_server import GPT_MODELS
 from tests.logs import log_lines
 from tests.server import RunningServer
 
@@ -48,7 +49,7 @@ def test_health_and_readiness(server: RunningServer) -> None:
     assert ready.status_code == 200, ready.text
     assert ready.json() == {
         "status": "ready",
-        "models": {"dall-e-2": "ready", "dall-e-3": "ready"},
+        "models": dict.fromkeys(["dall-e-2", "dall-e-3", *GPT_MODELS], "ready"),
         "database": "ok",
     }
 

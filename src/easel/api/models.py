@@ -14,6 +14,7 @@ from easel.api.auth import AuthorizedKey
 from easel.api.images.protocol import RESPONSE_FORMATS
 from easel.api.state import AppServices, services
 from easel.catalog import ModelSpec
+from easel.catalog.output import accepted_values
 from easel.engine.types import MAX_SEED
 from easel.limits.limiter import require_model
 
@@ -31,7 +32,11 @@ def capabilities(spec: ModelSpec, app_services: AppServices) -> dict[str, Any]:
         "default_style": spec.default_style if spec.styles else None,
         "max_n": spec.max_n,
         "max_prompt_chars": spec.max_prompt_chars,
-        "response_formats": list(RESPONSE_FORMATS),
+        # Empty for the GPT image models, which refuse the field and always answer b64_json.
+        "response_formats": [] if spec.is_gpt_image else list(RESPONSE_FORMATS),
+        "family": spec.family,
+        "output_formats": list(accepted_values(spec.family)["output_format"]),
+        "free_sizes": spec.has_free_sizes,
         "returns_revised_prompt": spec.returns_revised_prompt,
         "seed": {"min": 0, "max": MAX_SEED},
         "licence": spec.licence,

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from easel.catalog.defaults import DEFAULT_MODELS
+from easel.catalog.defaults import DEFAULT_MODELS, with_family_defaults
 from easel.catalog.spec import ModelSpec
 from easel.errors import NotFoundError
 
@@ -49,7 +49,7 @@ class Catalog:
         """Defaults, then the YAML file's `models:` entries, then `NAME=SOURCE` overrides.
 
         An entry for an existing name changes only the fields it gives, so pointing `dall-e-3` at
-        another pipeline keeps dall-e-3's rules.
+        another pipeline keeps dall-e-3's rules; a new entry naming a `family` takes its rules.
         """
         raw: dict[str, dict[str, Any]] = {name: dict(e) for name, e in DEFAULT_MODELS.items()}
         if config_file is not None:
@@ -61,7 +61,7 @@ class Catalog:
         specs = []
         for name, entry in raw.items():
             try:
-                specs.append(ModelSpec(name=name, **entry))
+                specs.append(ModelSpec(name=name, **with_family_defaults(entry)))
             except ValidationError as exc:
                 raise CatalogConfigError(f"model {name!r}: {exc}") from exc
             except TypeError as exc:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from easel.errors import InvalidRequestError, invalid_value, unknown_parameter, unsupported_value
+from easel.catalog.free_sizes import check_free_size
+from easel.catalog.output import Family, OutputPlan, OutputRequest, output_plan
+from easel.errors import InvalidRequestError, invalid_value, unknown_parameter
+
+# The GPT families' `size` and `quality` value that means the model's default.
+AUTO = "auto"
 
 SIZE_PATTERN = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
 
@@ -22,18 +27,6 @@ GENERIC_SIZES = (
     "1792x1024",
     "1024x1792",
 )
-
-# OpenAI's output fields of the GPT image models, each with the values that describe what Easel
-# makes today: whole RGB PNGs in one response, unmoderated. Clients that forward every field send
-# these; any other value asks for output Easel cannot produce yet and is refused.
-OUTPUT_VALUES: dict[str, tuple[object, ...]] = {
-    "stream": (False,),
-    "partial_images": (0,),
-    "output_format": ("png",),
-    "output_compression": (100,),
-    "background": ("auto", "opaque"),
-    "moderation": ("auto",),
-}
 
 
 def parse_size(size: str) -> tuple[int, int]:
@@ -119,6 +112,8 @@ class ModelSpec(BaseModel):
 
     name: str
     source: str
+    # Whose request rules the name follows: OpenAI's dall-e models' or a GPT image family's.
+    family: Family = "dall-e"
     licence: str = "see the model card"
     owned_by: str = "easel"
     max_prompt_chars: int = Field(default=4000, ge=1)
@@ -163,17 +158,12 @@ class ModelSpec(BaseModel):
         """Check a request's fields against this model's rules; `None` means the default."""
         self._check_prompt(prompt)
         count = self._check_n(n)
-        size = size if size is not None else self.default_size
-        if size not in self.sizes:
-            raise invalid_value("size", size, self.sizes)
-        quality = quality if quality is not None else self.default_quality
-        if quality not in self.qualities:
-            raise invalid_value("quality", quality, self.qualities)
+        size, (width, height) = self._size(size)
+        quality = self._quality(quality)
         preset = self.qualities[quality]
         style_preset, style = self._style(style)
 
         pipeline_prompt = style_preset.prompt_template.format(prompt=prompt)
-        width, height = parse_size(size)
         guidance = preset.guidance_scale
         if style_preset.guidance_scale is not None:
             guidance = style_preset.guidance_scale
@@ -193,16 +183,43 @@ class ModelSpec(BaseModel):
             style=style,
         )
 
-    def check_output(self, requested: Mapping[str, object]) -> None:
-        """Refuse output fields (OUTPUT_VALUES) at values this model cannot honour; None is the
-        default and always accepted."""
-        for param, value in requested.items():
-            supported = OUTPUT_VALUES[param]
-            # By type too: the JSON 0 is not false.
-            if value is not None and not any(
-                type(value) is type(allowed) and value == allowed for allowed in supported
-            ):
-                raise unsupported_value(param, value, supported)
+    @property
+    def is_gpt_image(self) -> bool:
+        """GPT image models always answer b64_json and take OpenAI's output fields."""
+        return self.family != "dall-e"
+
+    @property
+    def has_free_sizes(self) -> bool:
+        """gpt-image-2 takes any WIDTHxHEIGHT within OpenAI's limits besides its listed sizes."""
+        return self.family == "gpt-image-2"
+
+    def plan_output(self, request: OutputRequest) -> OutputPlan:
+        """The request's output format, or a 400 naming a field this model cannot honour."""
+        return output_plan(self.family, request)
+
+    def _size(self, size: str | None) -> tuple[str, tuple[int, int]]:
+        if size is None or (size == AUTO and self.is_gpt_image):
+            size = self.default_size
+        if size in self.sizes:
+            return size, parse_size(size)
+        if not self.has_free_sizes:
+            raise invalid_value("size", size, self._with_auto(self.sizes))
+        try:
+            width, height = parse_size(size)
+        except ValueError:
+            raise invalid_value("size", size, self._with_auto(self.sizes)) from None
+        check_free_size(size, width, height)
+        return size, (width, height)
+
+    def _quality(self, quality: str | None) -> str:
+        if quality is None or (quality == AUTO and self.is_gpt_image):
+            return self.default_quality
+        if quality not in self.qualities:
+            raise invalid_value("quality", quality, self._with_auto(self.qualities))
+        return quality
+
+    def _with_auto(self, values: Iterable[str]) -> tuple[str, ...]:
+        return (*values, AUTO) if self.is_gpt_image else tuple(values)
 
     def _check_prompt(self, prompt: str) -> None:
         if not prompt.strip():
@@ -212,9 +229,16 @@ class ModelSpec(BaseModel):
                 code="empty_string",
             )
         if len(prompt) > self.max_prompt_chars:
+            # OpenAI words this refusal differently for its GPT image models.
+            message = (
+                f"Invalid 'prompt': string too long. Expected a string with maximum length "
+                f"{self.max_prompt_chars}, but got a string with length {len(prompt)} instead."
+                if self.is_gpt_image
+                else f"Prompt must be length {self.max_prompt_chars} or less. Your prompt length "
+                f"is {len(prompt)}. Please reduce your prompt length."
+            )
             raise InvalidRequestError(
-                f"Prompt must be length {self.max_prompt_chars} or less. Your prompt length is "
-                f"{len(prompt)}. Please reduce your prompt length.",
+                message,
                 param="prompt",
                 code="string_above_max_length",
             )

@@ -9,7 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from easel.catalog.output import ImageFormat
 from easel.encoding.encoders import encode_png
+from easel.encoding.formats import encode_image
 
 
 @functools.cache
@@ -22,3 +24,13 @@ async def encode_png_async(pixels: np.ndarray, text: dict[str, str]) -> bytes:
     """`encode_png` on the encoding pool."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_pool(), encode_png, pixels, text)
+
+
+async def encode_image_async(
+    pixels: np.ndarray, text: dict[str, str], image_format: ImageFormat, compression: int
+) -> bytes:
+    """`encode_image` on the encoding pool."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(
+        _pool(), encode_image, pixels, text, image_format, compression
+    )

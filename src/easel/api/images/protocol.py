@@ -9,12 +9,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from easel.api.body import json_type_name
 from easel.catalog import GenerationPlan, ModelSpec
-from easel.catalog.spec import OUTPUT_VALUES
+from easel.catalog.output import OutputPlan, OutputRequest
 from easel.engine.types import MAX_SEED, highest_first_seed
 from easel.errors import InvalidRequestError, invalid_value, unknown_parameter
 
 RESPONSE_FORMATS = ("url", "b64_json")
+# OpenAI's schema: dall-e-2 unless a field only the GPT image models take is given; then the GPT
+# model its examples and the edits endpoint default to.
 DEFAULT_MODEL = "dall-e-2"
+DEFAULT_GPT_MODEL = "gpt-image-1.5"
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class ImageJob:
     # None: the engine draws one. Image i of the plan is made with seed + i.
     seed: int | None
     response_format: str
+    output: OutputPlan
 
 
 class CreateImageRequest(BaseModel):
@@ -40,8 +44,8 @@ class CreateImageRequest(BaseModel):
     quality: str | None = None
     style: str | None = None
     response_format: str | None = None
-    # OpenAI's GPT image output fields: the catalog accepts the values that describe what Easel
-    # makes (ModelSpec.check_output), so wrappers that forward every field keep working.
+    # OpenAI's GPT image output fields (catalog.output): a dall-e family model accepts the values
+    # that describe what it makes, so wrappers that forward every field keep working.
     stream: bool | None = None
     partial_images: int | None = None
     output_format: str | None = None
@@ -63,7 +67,20 @@ class CreateImageRequest(BaseModel):
 
     @property
     def model_name(self) -> str:
-        return self.model if self.model is not None else DEFAULT_MODEL
+        if self.model is not None:
+            return self.model
+        return DEFAULT_GPT_MODEL if self.output_request.given() else DEFAULT_MODEL
+
+    @property
+    def output_request(self) -> OutputRequest:
+        return OutputRequest(
+            stream=self.stream,
+            partial_images=self.partial_images,
+            output_format=self.output_format,
+            output_compression=self.output_compression,
+            background=self.background,
+            moderation=self.moderation,
+        )
 
     @property
     def end_user(self) -> str | None:
@@ -73,16 +90,25 @@ class CreateImageRequest(BaseModel):
 
     def resolve(self, spec: ModelSpec) -> ImageJob:
         """Check every field against the requested model's catalog entry."""
-        response_format = self.response_format or "url"
-        if response_format not in RESPONSE_FORMATS:
-            raise invalid_value("response_format", response_format, RESPONSE_FORMATS)
+        response_format = self._response_format(spec)
         plan = spec.plan(
             prompt=self.prompt, n=self.n, size=self.size, quality=self.quality, style=self.style
         )
-        spec.check_output(self.model_dump(include=set(OUTPUT_VALUES)))
+        output = spec.plan_output(self.output_request)
         if self.seed is not None:
             _check_seed(self.seed, plan.n)
-        return ImageJob(plan=plan, seed=self.seed, response_format=response_format)
+        return ImageJob(plan=plan, seed=self.seed, response_format=response_format, output=output)
+
+    def _response_format(self, spec: ModelSpec) -> str:
+        if spec.is_gpt_image:
+            # OpenAI's GPT image models always answer b64_json and refuse the field.
+            if self.response_format is not None:
+                raise unknown_parameter("response_format")
+            return "b64_json"
+        response_format = self.response_format or "url"
+        if response_format not in RESPONSE_FORMATS:
+            raise invalid_value("response_format", response_format, RESPONSE_FORMATS)
+        return response_format
 
 
 def _check_seed(seed: int, n: int) -> None:
@@ -142,3 +168,8 @@ class ImageData(BaseModel):
 class ImagesResponse(BaseModel):
     created: int
     data: list[ImageData]
+    # What a GPT image model made, as OpenAI reports it; absent for the dall-e names.
+    background: str | None = None
+    output_format: str | None = None
+    size: str | None = None
+    quality: str | None = None

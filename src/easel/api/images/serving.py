@@ -12,7 +12,7 @@ from easel.api.files import IMAGE_ROUTE
 from easel.api.images.metering import Meter, Outcome, metered
 from easel.api.images.protocol import CreateImageRequest, ImageData, ImageJob, ImagesResponse
 from easel.api.state import AppServices
-from easel.encoding import encode_png_async, png_text
+from easel.encoding import encode_image_async, png_text
 from easel.limits.limiter import require_model
 
 # Names the cluster replica that made a response's images, for operators tracing a request.
@@ -29,7 +29,14 @@ async def create_images(
     job = request.resolve(spec)
     async with metered(services, caller, request.end_user, job.plan, outcome) as meter:
         data = await _generate(services, caller, job, base_url, meter)
-    return ImagesResponse(created=int(time.time()), data=data)
+    response = ImagesResponse(created=int(time.time()), data=data)
+    if spec.is_gpt_image:
+        # What OpenAI's GPT image models report: the values used, `auto` resolved.
+        response.background = job.output.background
+        response.output_format = job.output.format
+        response.size = job.plan.size
+        response.quality = job.plan.quality
+    return response
 
 
 async def _generate(
@@ -41,15 +48,21 @@ async def _generate(
     if generation.replica is not None:
         caller.response_headers[REPLICA_HEADER] = generation.replica
     images = generation.images
+    output = job.output
     with meter.encoding():
-        pngs = await asyncio.gather(
-            *(encode_png_async(image.pixels, png_text(plan, image)) for image in images)
+        files = await asyncio.gather(
+            *(
+                encode_image_async(
+                    image.pixels, png_text(plan, image), output.format, output.compression
+                )
+                for image in images
+            )
         )
         data = [
             await _deliver(
-                services, png, job.response_format, base_url, plan.revised_prompt, image.seed
+                services, file, job.response_format, base_url, plan.revised_prompt, image.seed
             )
-            for png, image in zip(pngs, images, strict=True)
+            for file, image in zip(files, images, strict=True)
         ]
     meter.delivered = len(data)
     return data
@@ -57,16 +70,17 @@ async def _generate(
 
 async def _deliver(
     services: AppServices,
-    png: bytes,
+    file: bytes,
     response_format: str,
     base_url: str,
     revised_prompt: str | None,
     seed: int,
 ) -> ImageData:
     if response_format == "b64_json":
-        b64 = base64.b64encode(png).decode("ascii")
+        b64 = base64.b64encode(file).decode("ascii")
         return ImageData(b64_json=b64, revised_prompt=revised_prompt, seed=seed)
-    image_id = await asyncio.to_thread(services.images.save, png)
+    # Only dall-e family models answer with URLs, and they only make PNGs.
+    image_id = await asyncio.to_thread(services.images.save, file)
     return ImageData(
         url=services.images.url(image_id, base_url + IMAGE_ROUTE),
         revised_prompt=revised_prompt,

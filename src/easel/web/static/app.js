@@ -198,8 +198,9 @@ function requestBody() {
     prompt: $("prompt").value,
     size: $("size").value,
     quality: $("quality").value,
-    response_format: $("response-format").value,
   };
+  // GPT image models refuse the field: they always answer b64_json.
+  if (!caps || caps.response_formats.length) body.response_format = $("response-format").value;
   if (caps && caps.styles.length) body.style = $("style").value;
   const n = $("n").value.trim();
   if (n) body.n = /^-?\d+$/.test(n) ? Number(n) : n;
