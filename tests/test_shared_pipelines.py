@@ -15,6 +15,7 @@ from diffusers import DiffusionPipeline
 from prometheus_client import REGISTRY
 
 from easel.catalog import Catalog, GenerationPlan, ModelSpec
+from easel.catalog.defaults import DEFAULT_MODELS
 from easel.engine import loader
 from easel.engine.engine import Engine
 from easel.engine.loader import PipelineKey
@@ -204,7 +205,8 @@ def test_a_source_that_cannot_load_fails_every_name_on_it_by_its_own_name(
 async def test_a_server_with_two_names_on_one_pipeline_answers_both(
     tiny_sd: Path, tmp_path: Path
 ) -> None:
-    catalog = Catalog.build(overrides=[f"dall-e-2={tiny_sd}", f"dall-e-3={tiny_sd}"])
+    # Every built-in name (the GPT names too) on one pipeline: the server loads it once.
+    catalog = Catalog.build(overrides=[f"{name}={tiny_sd}" for name in DEFAULT_MODELS])
     async with running_app(Settings(data_dir=tmp_path), catalog) as app:
         sdk = app.sdk()
         answers = await asyncio.gather(
@@ -217,7 +219,7 @@ async def test_a_server_with_two_names_on_one_pipeline_answers_both(
         assert len(engine.pipelines) == 1
         # Readiness is reported per name, both ready from the one load.
         readiness = (await app.http.get("/readyz")).json()
-        assert readiness["models"] == {"dall-e-2": "ready", "dall-e-3": "ready"}
+        assert readiness["models"] == dict.fromkeys(DEFAULT_MODELS, "ready")
     for answer in answers:
         assert answer.data is not None and len(answer.data) == 1
 
