@@ -64,10 +64,7 @@ class PipelineWorker:
         deadline_seconds: float | None = None,
     ) -> Generation:
         """As `ImageEngine.generate`, for one of this worker's names."""
-        if (
-            self.state is ModelState.FAILED
-            and time.monotonic() - self._failed_at < RELOAD_BACKOFF_SECONDS
-        ):
+        if self._backing_off():
             raise self._unavailable(plan.model)
         return await self.scheduler.generate(
             plan,
@@ -94,10 +91,7 @@ class PipelineWorker:
         thread only, so loads never overlap."""
         if self._pipe is not None:
             return self._pipe
-        if (
-            self.state is ModelState.FAILED
-            and time.monotonic() - self._failed_at < RELOAD_BACKOFF_SECONDS
-        ):
+        if self._backing_off():
             return None
         self.state = ModelState.LOADING
         started = time.monotonic()
@@ -116,6 +110,13 @@ class PipelineWorker:
         self.load_error = None
         self.state = ModelState.READY
         return self._pipe
+
+    def _backing_off(self) -> bool:
+        """The last load failed too recently to try again."""
+        return (
+            self.state is ModelState.FAILED
+            and time.monotonic() - self._failed_at < RELOAD_BACKOFF_SECONDS
+        )
 
     def _fail(self, message: str) -> None:
         log.error(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -73,13 +73,9 @@ class CreateImageRequest(BaseModel):
 
     @property
     def output_request(self) -> OutputRequest:
+        # The request model has a field of the same name for each of OutputRequest's.
         return OutputRequest(
-            stream=self.stream,
-            partial_images=self.partial_images,
-            output_format=self.output_format,
-            output_compression=self.output_compression,
-            background=self.background,
-            moderation=self.moderation,
+            **{field.name: getattr(self, field.name) for field in fields(OutputRequest)}
         )
 
     @property
