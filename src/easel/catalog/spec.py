@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from easel.catalog.edit import EditInputs
 from easel.catalog.free_sizes import check_free_size
 from easel.catalog.output import Family, OutputPlan, OutputRequest, output_plan
 from easel.errors import InvalidRequestError, invalid_value, unknown_parameter
@@ -103,6 +104,8 @@ class GenerationPlan:
     user_prompt: str
     quality: str
     style: str | None
+    # The input images of an edit or a variation; None for a generation.
+    edit: EditInputs | None = None
 
 
 class ModelSpec(BaseModel):
