@@ -4,8 +4,19 @@ keyed by the text-to-image pipeline class named in model_index.json."""
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
+
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError
+
+from easel.engine.loader import looks_like_path
+
+log = logging.getLogger(__name__)
 
 # How a family's checkpoints take guidance: classifier-free guidance through `guidance_scale`,
 # Qwen-Image's `true_cfg_scale` (its `guidance_scale` is an embedded value guidance-distilled
@@ -136,3 +147,25 @@ def guidance_distilled(family: ModelFamily, source: str) -> bool:
     if any(marker in lowered for marker in _UNDISTILLED_MARKERS):
         return False
     return family.guidance == "distilled" or any(marker in lowered for marker in _DISTILLED_MARKERS)
+
+
+@functools.cache
+def pipeline_class_of(source: str) -> str | None:
+    """The pipeline class `source`'s model_index.json names, read without loading any weights (a
+    hub id fetches that one small file through the hub cache); None when it cannot be read."""
+    try:
+        if looks_like_path(source):
+            index = Path(source).expanduser() / "model_index.json"
+        else:
+            index = Path(hf_hub_download(source, "model_index.json"))
+        name = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
+    except (OSError, ValueError, HfHubHTTPError) as exc:
+        log.info("could not read the pipeline class of %s: %s", source, exc)
+        return None
+    return name if isinstance(name, str) else None
+
+
+def family_for_source(source: str) -> ModelFamily | None:
+    """The family of the pipeline at `source` (a directory or a hub id), if Easel knows it."""
+    pipeline_class = pipeline_class_of(source)
+    return family_of(pipeline_class) if pipeline_class else None
