@@ -12,6 +12,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from easel.engine.faults import check_injected_oom
+from easel.engine.pipeline_args import guidance_arguments
 from easel.engine.types import GeneratedImage, highest_first_seed
 
 if TYPE_CHECKING:
@@ -58,14 +59,12 @@ def run_batch(
         "prompt": prompts,
         "num_images_per_prompt": 1,
         "num_inference_steps": key.steps,
-        "guidance_scale": key.guidance_scale,
         "width": key.width,
         "height": key.height,
         "generator": generators,
         "output_type": "pt",
+        **guidance_arguments(pipe, key, negatives),
     }
-    if key.has_negative_prompt and _accepts(pipe, "negative_prompt"):
-        kwargs["negative_prompt"] = negatives
     if _accepts(pipe, "callback_on_step_end"):
         kwargs["callback_on_step_end"] = _stop_when(abandoned)
     with torch.inference_mode():
