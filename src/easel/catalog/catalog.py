@@ -33,6 +33,13 @@ class Catalog:
     def names(self) -> list[str]:
         return list(self._specs)
 
+    def replace(self, spec: ModelSpec) -> None:
+        """Put `spec` in place of the entry of its name: the engine's start fits presets to the
+        model families (engine/family_presets.py) before the first request is planned."""
+        if spec.name not in self._specs:
+            raise KeyError(spec.name)
+        self._specs[spec.name] = spec
+
     def get(self, name: str) -> ModelSpec:
         """The entry for `name`, or OpenAI's 404 `model_not_found`."""
         try:

@@ -10,6 +10,7 @@ from diffusers import DiffusionPipeline
 
 from easel.catalog import Catalog, GenerationPlan
 from easel.engine.device import best_device, dtype_for
+from easel.engine.family_presets import fit_presets_to_families
 from easel.engine.loader import PipelineKey
 from easel.engine.types import Generation, ModelState, SchedulerConfig
 from easel.engine.worker import PipelineWorker
@@ -26,6 +27,7 @@ class Engine:
         config: SchedulerConfig,
         device: torch.device | None = None,
     ) -> None:
+        fit_presets_to_families(catalog)
         self.device = device or best_device()
         dtype = dtype_for(self.device)
         names_by_pipeline: dict[PipelineKey, list[str]] = {}
