@@ -32,12 +32,23 @@ def build_catalog(config: ConfigOption, model_source: ModelSourceOption) -> Cata
 
 @models_app.command("list")
 def list_models(config: ConfigOption = None, model_source: ModelSourceOption = None) -> None:
-    """Each catalog model: its source, whether its weights are here and their size, licence and
-    sizes."""
+    """Each catalog model: its source, whether its weights are here and their size, its model
+    family with the languages and prompt tokens its text encoder reads, licence and sizes."""
     # easel.weights loads diffusers: imported by the commands that use it, not at the CLI's start.
+    from easel.engine.families import family_for_source
     from easel.weights import local_weights
 
-    table = Table("model", "source", "weights here", "on disk", "licence", "sizes")
+    table = Table(
+        "model",
+        "source",
+        "weights here",
+        "on disk",
+        "family",
+        "languages",
+        "prompt tokens",
+        "licence",
+        "sizes",
+    )
     for spec in build_catalog(config, model_source):
         weights = local_weights(spec.source)
         if weights is None:
@@ -45,8 +56,17 @@ def list_models(config: ConfigOption = None, model_source: ModelSourceOption = N
         else:
             present = "yes" if weights.has_pipeline_index else "incomplete"
             size = human_size(weights.size_bytes)
-        table.add_row(spec.name, spec.source, present, size, spec.licence, ", ".join(spec.sizes))
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+        # Known once the pipeline's model_index.json is here.
+        family = family_for_source(spec.source)
+        facts = (
+            (family.name, ", ".join(sorted(family.languages)), str(family.max_prompt_tokens))
+            if family
+            else ("-", "-", "-")
+        )
+        table.add_row(
+            spec.name, spec.source, present, size, *facts, spec.licence, ", ".join(spec.sizes)
+        )
+    Console(width=None if sys.stdout.isatty() else 240).print(table)
 
 
 @models_app.command("pull")
