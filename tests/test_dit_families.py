@@ -12,6 +12,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from easel.devtools.tiny_pipelines import build_tiny_zimage
 from easel.engine.loader import load_pipeline
 from easel.engine.resolution import native_side
 from easel.engine.tuning import tune_for_serving
@@ -157,3 +158,41 @@ def test_qwen_image_under_its_own_name(dit_client: openai.OpenAI) -> None:
     image = decode_b64(images_of(result)[0].b64_json or "")
     assert image.size == (1664, 928)
     assert image.text["model"] == "qwen-image"
+
+
+@pytest.fixture(scope="module")
+def zimage_turbo_1024(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Z-Image native at 1024 px, the real model's resolution, under a Z-Image-Turbo name."""
+    return build_tiny_zimage(
+        tmp_path_factory.mktemp("pipelines") / "Z-Image-Turbo", native_side=1024
+    )
+
+
+@pytest.mark.slow
+def test_zimage_turbo_as_dall_e_3_generates_at_1024_with_turbo_presets(
+    tmp_path: Path, zimage_turbo_1024: Path
+) -> None:
+    """Issue 12's done check: dall-e-3, with its built-in presets (25 and 40 steps, guidance 5-8,
+    English negative prompts), on a Z-Image-Turbo-like pipeline trained at 1024 px. The engine's
+    start corrects the presets with a warning; the request generates at 1024x1024 without
+    guidance, without a negative prompt, in 8 steps."""
+    running = start_server(tmp_path, "--model", f"dall-e-3={zimage_turbo_1024}")
+    try:
+        client = openai.OpenAI(
+            api_key=create_key(tmp_path),
+            base_url=running.base_url + "/v1",
+            max_retries=0,
+            timeout=300,
+        )
+        result = client.images.generate(
+            model="dall-e-3", prompt=SEED_PROMPT, size="1024x1024", response_format="b64_json"
+        )
+    finally:
+        running.stop()
+    image = decode_b64(images_of(result)[0].b64_json or "")
+    assert image.text["generated_size"] == "1024x1024"
+    assert (image.text["steps"], image.text["guidance_scale"]) == ("8", "0.0")
+    assert image.text["negative_prompt"] == ""
+    log = running.log()
+    assert "model dall-e-3: qualities.standard.steps corrected from 25 to 8" in log
+    assert "model dall-e-3: styles.vivid.negative_prompt corrected from 'dull" in log

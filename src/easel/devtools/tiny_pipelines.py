@@ -133,8 +133,9 @@ def build_tiny_sdxl(path: Path, *, seed: int = 0) -> Path:
     return path
 
 
-def build_tiny_zimage(path: Path, *, seed: int = 0) -> Path:
-    """Write a random-weight Z-Image pipeline (ZImagePipeline, 256 px native) to `path`.
+def build_tiny_zimage(path: Path, *, seed: int = 0, native_side: int = _ZIMAGE_NATIVE_SIDE) -> Path:
+    """Write a random-weight Z-Image pipeline (ZImagePipeline) to `path`, native at `native_side`
+    pixels (256 by default; 1024, the real model's, where a test needs the real sizes).
 
     Weights depend only on `seed`. Returns `path`.
     """
@@ -145,7 +146,7 @@ def build_tiny_zimage(path: Path, *, seed: int = 0) -> Path:
     pipe = ZImagePipeline(
         # Z-Image decodes with FLUX.1's autoencoder: 16 latent channels, a shift and a scale.
         vae=_vae(
-            _ZIMAGE_NATIVE_SIDE // 8,
+            native_side // 8,
             scaling_factor=0.3611,
             latent_channels=16,
             shift_factor=0.1159,
