@@ -29,6 +29,7 @@ from easel.engine.jobs import BatchKey
 from easel.engine.loader import load_pipeline
 from easel.engine.pipeline_args import guidance_arguments
 from easel.settings import Settings
+from tests.cli import run_easel
 
 FIXTURE_FAMILIES = {
     "tiny_sd": "stable-diffusion",
@@ -170,3 +171,28 @@ def test_qwen_image_runs_true_cfg(tiny_qwen_image: Path, negative: str | None, g
     )
     # The one step is a conditional and a negative pass.
     assert len(passes) == 2
+
+
+def test_models_list_shows_family_languages_and_prompt_tokens(
+    tiny_sd: Path, tiny_qwen_image: Path
+) -> None:
+    result = run_easel(
+        "models",
+        "list",
+        "--model-source",
+        f"dall-e-2={tiny_sd}",
+        "--model-source",
+        f"dall-e-3={tiny_qwen_image}",
+        env={"HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    cells = {
+        row[0]: row
+        for line in result.stdout.splitlines()
+        if line.count("│") > 3
+        for row in [[cell.strip() for cell in line.split("│")[1:-1]]]
+    }
+    assert cells["dall-e-2"][4:7] == ["stable-diffusion", "en", "77"]
+    assert cells["dall-e-3"][4:7] == ["qwen-image", "en, zh", "512"]
+    # A hub model not downloaded: its family is known once its model_index.json is here.
+    assert cells["gpt-image-1"][4:7] == ["-", "-", "-"]
