@@ -196,3 +196,17 @@ def test_models_list_shows_family_languages_and_prompt_tokens(
     assert cells["dall-e-3"][4:7] == ["qwen-image", "en, zh", "512"]
     # A hub model not downloaded: its family is known once its model_index.json is here.
     assert cells["gpt-image-1"][4:7] == ["-", "-", "-"]
+
+
+@pytest.mark.parametrize(
+    ("source", "distilled"),
+    [
+        ("/srv/turbo-experiments/sdxl", False),
+        ("/hub/models--Tongyi-MAI--Z-Image-Turbo/snapshots/0123abc", True),
+        ("/hub/models--Tongyi-MAI--Z-Image/snapshots/0123abc", False),
+        ("~/models/sd-turbo/.", True),
+    ],
+)
+def test_only_the_checkpoints_own_name_counts(source: str, distilled: bool) -> None:
+    # A folder above the checkpoint (a test's temporary directory, a project's) says nothing.
+    assert guidance_distilled(FAMILIES[0], source) == distilled

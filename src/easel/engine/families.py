@@ -195,10 +195,20 @@ def guidance_distilled(family: ModelFamily, source: str) -> bool:
     declared = (model_index(source) or {}).get("is_distilled")
     if isinstance(declared, bool):
         return declared
-    lowered = source.lower()
+    lowered = _checkpoint_name(source).lower()
     if any(marker in lowered for marker in _UNDISTILLED_MARKERS):
         return False
     return family.guidance == "distilled" or any(marker in lowered for marker in _DISTILLED_MARKERS)
+
+
+def _checkpoint_name(source: str) -> str:
+    """What names the checkpoint in `source`: a hub id's repository, a directory's own name (in
+    the hub cache, `models--org--name/snapshots/REVISION`, the repository's), never the folders
+    above it."""
+    parts = Path(source).parts
+    if "snapshots" in parts[1:]:
+        return parts[parts.index("snapshots") - 1]
+    return parts[-1] if parts else ""
 
 
 def checkpoint_guidance(family: ModelFamily, source: str) -> Guidance:
