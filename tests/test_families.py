@@ -16,6 +16,7 @@ import torch
 
 from easel.catalog import Catalog, ModelSpec
 from easel.catalog.defaults import DEFAULT_MODELS
+from easel.devtools.tiny_pipelines import build_tiny_zimage
 from easel.engine.engine import Engine
 from easel.engine.families import (
     FAMILIES,
@@ -28,6 +29,7 @@ from easel.engine.family_presets import fitted_spec
 from easel.engine.jobs import BatchKey
 from easel.engine.loader import load_pipeline
 from easel.engine.pipeline_args import guidance_arguments
+from easel.engine.resolution import generation_size, native_side
 from easel.settings import Settings
 from tests.cli import run_easel
 
@@ -210,3 +212,14 @@ def test_models_list_shows_family_languages_and_prompt_tokens(
 def test_only_the_checkpoints_own_name_counts(source: str, distilled: bool) -> None:
     # A folder above the checkpoint (a test's temporary directory, a project's) says nothing.
     assert guidance_distilled(FAMILIES[0], source) == distilled
+
+
+def test_a_zimage_trained_at_1024_generates_at_1024(tmp_path: Path) -> None:
+    # Its native size is read from its autoencoder's config, as the real model's (FLUX.1's VAE).
+    source = build_tiny_zimage(tmp_path / "z-image-1024", native_side=1024)
+    pipe = load_pipeline(str(source), torch.device("cpu"), torch.float32)
+    assert native_side(pipe) == 1024
+    assert generation_size(pipe, 1024, 1024) == (1024, 1024)
+    width, height = generation_size(pipe, 1792, 1024)
+    assert width % 16 == 0 and height % 16 == 0
+    assert abs(width * height / 1024**2 - 1) < 0.05 and width > height
