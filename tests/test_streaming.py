@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +36,7 @@ SLOW_QUALITIES = (
     "high: {steps: 41, guidance_scale: 0}}"
 )
 MODELS = {"gpt-unet": "tiny_sd", "gpt-dit": "tiny_zimage"}
+NODE_TESTS = Path(__file__).parent / "node"
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +157,54 @@ def test_partial_images_follow_the_output_format(client: openai.OpenAI) -> None:
     for event in events:
         image = Image.open(io.BytesIO(base64.b64decode(event.b64_json)))
         assert (image.format, image.size) == ("WEBP", (1536, 1024))
+
+
+def test_several_images_each_complete_and_their_usage_sums_to_the_requests(
+    client: openai.OpenAI, tiny_sd: Path
+) -> None:
+    prompt = "three kites"
+    events = stream_events(client, model="gpt-unet", prompt=prompt, n=3, partial_images=1)
+    completed = [event for event in events if isinstance(event, ImageGenCompletedEvent)]
+    assert len(completed) == 3 and events[-1] is completed[-1]
+    seeds = [int(decode_b64(event.b64_json).text["seed"]) for event in completed]
+    assert seeds == [seeds[0], seeds[0] + 1, seeds[0] + 2]
+    text_tokens = len(AutoTokenizer.from_pretrained(tiny_sd / "tokenizer").tokenize(prompt))
+    assert sum(event.usage.input_tokens for event in completed) == text_tokens
+    assert [event.usage.output_tokens for event in completed] == [1056] * 3  # medium, square
+    assert all(
+        event.usage.total_tokens == event.usage.input_tokens + event.usage.output_tokens
+        for event in completed
+    )
+
+
+def test_openai_node_streams_the_same_events(
+    streaming_server: RunningServer, client: openai.OpenAI
+) -> None:
+    # The node SDK, installed by scripts/setup (npm ci in tests/node).
+    assert (NODE_TESTS / "node_modules" / "openai").is_dir(), "run scripts/setup"
+    result = subprocess.run(
+        [
+            "node",
+            str(NODE_TESTS / "stream_images.mjs"),
+            streaming_server.base_url + "/v1",
+            client.api_key,
+            "gpt-dit",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    events = json.loads(result.stdout)
+    assert [(event["type"], event["partial_image_index"]) for event in events] == [
+        ("image_generation.partial_image", 0),
+        ("image_generation.partial_image", 1),
+        ("image_generation.completed", None),
+    ]
+    assert all(event["size"] == "1024x1536" and event["bytes"] > 0 for event in events)
+    usage = events[-1]["usage"]
+    assert usage["output_tokens"] == 6240
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
 
 
 def test_concurrent_streamed_requests_share_a_pipeline_call(client: openai.OpenAI) -> None:
