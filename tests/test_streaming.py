@@ -126,6 +126,34 @@ def test_partial_images_then_one_completed_image(
     assert usage.total_tokens == usage.input_tokens + usage.output_tokens
 
 
+def test_the_wire_is_server_sent_events_named_by_their_type(
+    streaming_server: RunningServer, client: openai.OpenAI
+) -> None:
+    common = {"type", "b64_json", "created_at", "size", "quality", "background", "output_format"}
+    required = {
+        "image_generation.partial_image": common | {"partial_image_index"},
+        "image_generation.completed": common | {"usage"},
+    }
+    with httpx.stream(
+        "POST",
+        streaming_server.base_url + "/v1/images/generations",
+        headers={"Authorization": f"Bearer {client.api_key}"},
+        json={"model": "gpt-unet", "prompt": "a kite", "stream": True, "partial_images": 1},
+        timeout=120,
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        blocks = response.read().decode().strip().split("\n\n")
+    names = []
+    for block in blocks:
+        event_line, data_line = block.split("\n")
+        name = event_line.removeprefix("event: ")
+        data = json.loads(data_line.removeprefix("data: "))
+        assert data["type"] == name and set(data) == required[name]
+        names.append(name)
+    assert names == ["image_generation.partial_image", "image_generation.completed"]
+
+
 def test_no_partial_images_gives_only_the_completed_event_in_the_format_asked(
     client: openai.OpenAI,
 ) -> None:
