@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from easel.api.auth import AuthorizedKey, caller_of
 from easel.api.body import read_json_object
@@ -40,9 +40,8 @@ async def generations(request: Request, key: AuthorizedKey) -> Response:
         await admit_request(app_services, caller)
         body = await read_json_object(request, app_services.settings.max_body_bytes)
         if body.get("stream") is True:
-            # The stream takes over `exits`: the request is counted when its last event is out.
-            events = await open_stream(app_services, body, caller, outcome, exits)
-            return StreamingResponse(events, media_type="text/event-stream")
+            # The generation takes over `exits`: the request is counted when it ends.
+            return await open_stream(app_services, body, caller, outcome, exits)
         work = asyncio.ensure_future(
             create_images(app_services, body, public_base_url(request), caller, outcome)
         )

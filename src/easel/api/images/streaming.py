@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from easel.api.auth import Caller
 from easel.api.errors import GENERIC_SERVER_ERROR
@@ -37,42 +39,64 @@ log = logging.getLogger(__name__)
 _finishing: set[asyncio.Task[None]] = set()
 
 
+class ImageStream:
+    """A streamed request's generation, running in its own task, and the events it queues."""
+
+    def __init__(self, producer: asyncio.Task[None], events: asyncio.Queue[str | None]) -> None:
+        self._producer = producer
+        self._events = events
+
+    async def events(self) -> AsyncIterator[str]:
+        while (event := await self._events.get()) is not None:
+            yield event
+
+    def stop(self, outcome: Outcome) -> None:
+        """The response is over: a generation still running lost its client. Synchronous, so it
+        works from a cancelled response too."""
+        if self._producer.done():
+            return
+        log.info("client disconnected; cancelling its streamed generation")
+        outcome.status = CLIENT_CLOSED_REQUEST
+        self._producer.cancel()
+        _finishing.add(self._producer)
+        self._producer.add_done_callback(_finishing.discard)
+
+
+class EventStreamResponse(StreamingResponse):
+    """Sends a stream's events; however the response ends (done, client gone before or during
+    the events), the generation behind it is not left running for nobody."""
+
+    def __init__(self, stream: ImageStream, outcome: Outcome) -> None:
+        super().__init__(stream.events(), media_type="text/event-stream")
+        self._stream = stream
+        self._outcome = outcome
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._stream.stop(self._outcome)
+
+
 async def open_stream(
     services: AppServices,
     body: dict[str, Any],
     caller: Caller,
     outcome: Outcome,
     exits: contextlib.AsyncExitStack,
-) -> AsyncIterator[str]:
-    """Validate and admit the request (raising its 4xx), then return its events. `exits` holds
-    what must close when the request ends (its request counter); the stream takes it over."""
+) -> EventStreamResponse:
+    """Validate and admit the request (raising its 4xx), start its generation, and return the
+    response that streams its events. `exits` holds what must close when the request ends (its
+    request counter); the generation takes it over."""
     request, job = validated(services, body, caller, outcome)
     meter = await exits.enter_async_context(
         metered(services, caller, request.end_user, job.plan, outcome)
     )
-    return _events(services, caller, job, meter, outcome, exits.pop_all())
-
-
-async def _events(
-    services: AppServices,
-    caller: Caller,
-    job: ImageJob,
-    meter: Meter,
-    outcome: Outcome,
-    exits: contextlib.AsyncExitStack,
-) -> AsyncIterator[str]:
     events: asyncio.Queue[str | None] = asyncio.Queue()
-    producer = asyncio.ensure_future(_produce(services, caller, job, meter, exits, events))
-    try:
-        while (event := await events.get()) is not None:
-            yield event
-    finally:
-        if not producer.done():
-            log.info("client disconnected; cancelling its streamed generation")
-            outcome.status = CLIENT_CLOSED_REQUEST
-            producer.cancel()
-            _finishing.add(producer)
-            producer.add_done_callback(_finishing.discard)
+    producer = asyncio.ensure_future(
+        _produce(services, caller, job, meter, exits.pop_all(), events)
+    )
+    return EventStreamResponse(ImageStream(producer, events), outcome)
 
 
 async def _produce(
