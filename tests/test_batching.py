@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from easel.api.images.router import CLIENT_CLOSED_REQUEST
+from easel.api.images.metering import CLIENT_CLOSED_REQUEST
 from easel.engine.faults import OOM_ENV
 from tests.images import decode_b64, size_of
 from tests.server import RunningServer, create_key, start_server

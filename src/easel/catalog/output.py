@@ -28,10 +28,15 @@ OUTPUT_VALUES: dict[str, tuple[object, ...]] = {
     "moderation": ("auto",),
 }
 
-# The GPT families take every format, compression and moderation level; streaming and
-# transparent backgrounds are not served yet.
+# The most partial images a streamed request may ask for (OpenAI's limit).
+MAX_PARTIAL_IMAGES = 3
+
+# The GPT families take every format, compression and moderation level, and stream; transparent
+# backgrounds are not served yet.
 GPT_OUTPUT_VALUES: dict[str, tuple[object, ...]] = {
     **OUTPUT_VALUES,
+    "stream": (False, True),
+    "partial_images": tuple(range(MAX_PARTIAL_IMAGES + 1)),
     "output_format": IMAGE_FORMATS,
     "output_compression": tuple(range(101)),
     "moderation": ("low", "auto"),

@@ -46,7 +46,8 @@ def usage(
     data_dir: DataDirOption = None,
     database_url: DatabaseUrlOption = None,
 ) -> None:
-    """Usage by key, model and day: requests, failures, images requested and delivered, time."""
+    """Usage by key, model and day: requests, failures, images requested and delivered, time,
+    input and output tokens."""
     where = UsageFilter(key, model, user, _day(since, "--since"), _day(until, "--until"))
     rows = UsageStore(open_database(data_dir, database_url)).summary(where)
     if csv_path is None:

@@ -20,7 +20,7 @@ from ray.serve.handle import DeploymentHandle
 from easel.background import cancel_and_wait
 from easel.catalog import GenerationPlan
 from easel.cluster.model import ModelReplica, ReplicaState
-from easel.engine.types import Generation, ModelState
+from easel.engine.types import Generation, ModelState, PreviewRequest
 from easel.errors import EaselError, RateLimitError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,11 @@ class DeploymentEngine:
         *,
         seed: int | None = None,
         deadline_seconds: float | None = None,
+        previews: PreviewRequest | None = None,
     ) -> Generation:
-        """See `ImageEngine.generate`; the result names the replica that made it."""
+        """See `ImageEngine.generate`; the result names the replica that made it. Partial
+        images do not cross the Ray boundary yet: `previews` gets none, and a streamed request
+        receives only its completed events."""
         if plan.model in self._undeployed:
             raise ServiceUnavailableError(
                 f"The model `{plan.model}` is not available: {self._undeployed[plan.model]}",

@@ -108,6 +108,10 @@ class UsageRow(Base):
     queued_ms: Mapped[int] = mapped_column(Integer)
     generating_ms: Mapped[int] = mapped_column(Integer)
     status: Mapped[int] = mapped_column(Integer)
+    # The `usage` the response reported (0 where it reported none: dall-e names, failures).
+    input_text_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    input_image_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Database:

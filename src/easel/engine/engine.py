@@ -12,7 +12,7 @@ from easel.catalog import Catalog, GenerationPlan
 from easel.engine.device import best_device, dtype_for
 from easel.engine.family_presets import fit_presets_to_families
 from easel.engine.loader import PipelineKey
-from easel.engine.types import Generation, ModelState, SchedulerConfig
+from easel.engine.types import Generation, ModelState, PreviewRequest, SchedulerConfig
 from easel.engine.worker import PipelineWorker
 
 
@@ -50,10 +50,13 @@ class Engine:
         *,
         seed: int | None = None,
         deadline_seconds: float | None = None,
+        previews: PreviewRequest | None = None,
     ) -> Generation:
         """See `ImageEngine.generate`."""
         worker = self.workers[plan.model]
-        return await worker.generate(plan, seed=seed, deadline_seconds=deadline_seconds)
+        return await worker.generate(
+            plan, seed=seed, deadline_seconds=deadline_seconds, previews=previews
+        )
 
     def states(self) -> dict[str, ModelState]:
         return {name: worker.state for name, worker in self.workers.items()}

@@ -18,6 +18,9 @@ from easel.engine.types import GeneratedImage, highest_first_seed
 if TYPE_CHECKING:
     from easel.engine.jobs import BatchKey, Part
 
+# Called after each denoising step with the step number (1-based) and the callback's tensors.
+StepHook = Callable[[int, dict[str, Any]], None]
+
 
 class BatchAbandoned(Exception):
     """Raised from the step callback when every request of the running batch has gone away."""
@@ -37,11 +40,13 @@ def run_batch(
     key: BatchKey,
     parts: Sequence[Part],
     abandoned: Callable[[], bool],
+    after_step: StepHook | None = None,
 ) -> list[list[GeneratedImage]]:
     """Run the pipeline once for every image of `parts`; image i of a job is seeded with seed + i.
 
     Returns each part's images at its own job's requested size. Raises `BatchAbandoned` at the
-    first step boundary after `abandoned()` turns true.
+    first step boundary after `abandoned()` turns true; calls `after_step(step, tensors)` after
+    each step (1-based) with the pipeline's callback tensors (its latents).
     """
     prompts: list[str] = []
     negatives: list[str] = []
@@ -66,7 +71,7 @@ def run_batch(
         **guidance_arguments(pipe, key, negatives),
     }
     if _accepts(pipe, "callback_on_step_end"):
-        kwargs["callback_on_step_end"] = _stop_when(abandoned)
+        kwargs["callback_on_step_end"] = _stop_when(abandoned, after_step)
     with torch.inference_mode():
         images = pipe(**kwargs).images
     results: list[list[GeneratedImage]] = []
@@ -90,7 +95,9 @@ def run_batch(
     return results
 
 
-def _stop_when(abandoned: Callable[[], bool]) -> Callable[..., dict[str, Any]]:
+def _stop_when(
+    abandoned: Callable[[], bool], after_step: StepHook | None
+) -> Callable[..., dict[str, Any]]:
     # Raising (rather than setting the pipeline's `_interrupt`) also skips the VAE decode, which
     # the pipelines still run after an interrupted loop: nothing more is spent on the batch.
     def callback(
@@ -98,6 +105,8 @@ def _stop_when(abandoned: Callable[[], bool]) -> Callable[..., dict[str, Any]]:
     ) -> dict[str, Any]:
         if abandoned():
             raise BatchAbandoned(step + 1)
+        if after_step is not None:
+            after_step(step + 1, tensors)
         return tensors
 
     return callback

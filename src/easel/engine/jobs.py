@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from easel.catalog import GenerationPlan
-from easel.engine.types import GeneratedImage, GenerationTiming
+from easel.engine.types import GeneratedImage, GenerationTiming, PreviewRequest
 from easel.observability.logs import request_id_var
 
 
@@ -38,6 +38,7 @@ class Job:
     plan: GenerationPlan
     seed: int
     future: asyncio.Future[list[GeneratedImage]]
+    previews: PreviewRequest | None = None
     # The submitter's request id, so log lines about this job name it.
     request_id: str = field(default_factory=request_id_var.get)
     enqueued_at: float = field(default_factory=time.monotonic)
@@ -46,6 +47,8 @@ class Job:
     dispatched: int = 0  # images handed to batches so far
     cancelled: bool = False
     images: list[GeneratedImage | None] = field(default_factory=list)
+    # Counted on the pipeline's thread with its tokenizer, before the job's first batch.
+    text_tokens: int | None = None
 
     def __post_init__(self) -> None:
         self.images = [None] * self.plan.n

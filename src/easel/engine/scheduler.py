@@ -36,9 +36,11 @@ from easel.engine.jobs import (
     request_ids,
     split_parts,
 )
+from easel.engine.previews import step_previews
 from easel.engine.resolution import generation_size
 from easel.engine.running_average import RunningAverage
-from easel.engine.types import GeneratedImage, Generation, SchedulerConfig
+from easel.engine.tokens import count_text_tokens
+from easel.engine.types import GeneratedImage, Generation, PreviewRequest, SchedulerConfig
 from easel.errors import DeadlineExceededError, EaselError, RateLimitError, ServerError
 from easel.observability.metrics import observe_batch_size, set_batch_limit, set_queue_depth
 
@@ -130,14 +132,20 @@ class BatchScheduler:
         return sum(job.undispatched for job in self._pending)
 
     async def generate(
-        self, plan: GenerationPlan, *, seed: int, deadline_seconds: float | None
+        self,
+        plan: GenerationPlan,
+        *,
+        seed: int,
+        deadline_seconds: float | None,
+        previews: PreviewRequest | None = None,
     ) -> Generation:
         """Queue the plan and wait for its images. Cancelling the caller cancels the request:
         removed from the queue, or its batch stopped once no request in it is left."""
-        job = self._submit(plan, seed)
+        job = self._submit(plan, seed, previews)
         try:
             async with asyncio.timeout(deadline_seconds):
-                return Generation(await asyncio.shield(job.future), job.timing)
+                images = await asyncio.shield(job.future)
+                return Generation(images, job.timing, text_tokens=job.text_tokens or 0)
         except TimeoutError:
             self._cancel(job, "its deadline passed")
             self.stats.deadline_exceeded += 1
@@ -166,7 +174,7 @@ class BatchScheduler:
         for name, images in queued.items():
             set_queue_depth(name, images)
 
-    def _submit(self, plan: GenerationPlan, seed: int) -> Job:
+    def _submit(self, plan: GenerationPlan, seed: int, previews: PreviewRequest | None) -> Job:
         queued = self.queued_images
         if queued and queued + plan.n > self.config.queue_images:
             self.stats.queue_full += 1
@@ -182,7 +190,7 @@ class BatchScheduler:
                 },
             )
         loop = asyncio.get_running_loop()
-        job = Job(plan=plan, seed=seed, future=loop.create_future())
+        job = Job(plan=plan, seed=seed, future=loop.create_future(), previews=previews)
         self._note_arrival(job.enqueued_at)
         self._pending.append(job)
         self._queue_changed()
@@ -386,7 +394,10 @@ class BatchScheduler:
             return [(part, BatchAbandoned(0)) for part in parts]
         started = time.perf_counter()
         try:
-            results = run_batch(pipe, key, parts, abandoned)
+            for job in jobs:
+                if job.text_tokens is None:
+                    job.text_tokens = count_text_tokens(pipe, job.plan.user_prompt)
+            results = run_batch(pipe, key, parts, abandoned, step_previews(pipe, key, parts))
         except BatchAbandoned as exc:
             self.stats.abandoned_batches += 1
             log.info(

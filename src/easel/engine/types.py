@@ -4,6 +4,7 @@ proxy to engines in Ray Serve replicas."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -50,6 +51,19 @@ class Generation:
     images: list[GeneratedImage]
     timing: GenerationTiming = field(default_factory=GenerationTiming)
     replica: str | None = None
+    # The user's prompt in tokens of the model's own tokenizer (0 for a pipeline without one).
+    text_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class PreviewRequest:
+    """Partial images of a request's first image while it is denoised: up to `count`, at evenly
+    spaced steps. `deliver(index, pixels)` gets each (0-based index, height x width x 3 uint8 at
+    the requested size) on the pipeline's thread, so it must only hand them on. A pipeline whose
+    latents cannot be previewed delivers none."""
+
+    count: int
+    deliver: Callable[[int, np.ndarray], None]
 
 
 @dataclass(frozen=True)
@@ -86,8 +100,10 @@ class ImageEngine(Protocol):
         *,
         seed: int | None = None,
         deadline_seconds: float | None = None,
+        previews: PreviewRequest | None = None,
     ) -> Generation:
-        """The plan's images; image i is seeded with `seed + i` (a drawn seed when None).
+        """The plan's images; image i is seeded with `seed + i` (a drawn seed when None), with
+        the partial images `previews` asks for.
 
         Raises 429 `queue_full` when the model's queue is full, 504 `deadline_exceeded` after
         `deadline_seconds` (default: the engine's configured deadline). Cancelling the awaiting

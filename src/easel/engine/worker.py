@@ -14,7 +14,7 @@ from easel.engine.generate import draw_seed
 from easel.engine.loader import ModelLoadError, PipelineKey, load_pipeline
 from easel.engine.scheduler import BatchScheduler
 from easel.engine.tuning import tune_for_serving
-from easel.engine.types import Generation, ModelState, SchedulerConfig
+from easel.engine.types import Generation, ModelState, PreviewRequest, SchedulerConfig
 from easel.errors import ServiceUnavailableError
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class PipelineWorker:
         *,
         seed: int | None = None,
         deadline_seconds: float | None = None,
+        previews: PreviewRequest | None = None,
     ) -> Generation:
         """As `ImageEngine.generate`, for one of this worker's names."""
         if self._backing_off():
@@ -72,6 +73,7 @@ class PipelineWorker:
             deadline_seconds=self.config.deadline_seconds
             if deadline_seconds is None
             else deadline_seconds,
+            previews=previews,
         )
 
     def pipeline(self, model: str) -> DiffusionPipeline:

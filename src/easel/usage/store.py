@@ -30,6 +30,10 @@ class UsageRecord:
     queued_ms: int
     generating_ms: int
     status: int  # the HTTP status the request was answered with
+    # The tokens of the `usage` the response reported; 0 where it reported none.
+    input_text_tokens: int = 0
+    input_image_tokens: int = 0
+    output_tokens: int = 0
     # The quota counter the request reserved from, settled together with the record.
     quota_period: str | None = None
 
@@ -62,6 +66,8 @@ class UsageSummary:
     images_delivered: int
     queued_ms: int
     generating_ms: int
+    input_tokens: int
+    output_tokens: int
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -113,6 +119,8 @@ class UsageStore:
                 func.sum(_TABLE.c.images_delivered),
                 func.sum(_TABLE.c.queued_ms),
                 func.sum(_TABLE.c.generating_ms),
+                func.sum(_TABLE.c.input_text_tokens + _TABLE.c.input_image_tokens),
+                func.sum(_TABLE.c.output_tokens),
             )
             .group_by(_TABLE.c.key_id, _TABLE.c.model, _TABLE.c.day)
             .order_by(_TABLE.c.day, _TABLE.c.key_id, _TABLE.c.model)
@@ -153,6 +161,9 @@ class UsageStore:
                     queued_ms=row.queued_ms,
                     generating_ms=row.generating_ms,
                     status=row.status,
+                    input_text_tokens=row.input_text_tokens,
+                    input_image_tokens=row.input_image_tokens,
+                    output_tokens=row.output_tokens,
                 )
                 for row in session.scalars(query)
             ]

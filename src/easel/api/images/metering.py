@@ -13,6 +13,7 @@ from easel.api.auth import Caller
 from easel.api.context import request_id_var
 from easel.api.state import AppServices
 from easel.catalog import GenerationPlan
+from easel.catalog.usage_tokens import ImageUsage
 from easel.db.database import utcnow
 from easel.engine.types import GenerationTiming
 from easel.errors import EaselError
@@ -23,6 +24,9 @@ log = logging.getLogger("easel.generation")
 
 # The usage table's width for `user`; OpenAI sets no limit, so longer values are cut, not refused.
 USER_CHARS = 256
+# nginx's status for "client closed request": what metrics, usage and logs record for a client
+# that left before its answer (which nobody receives).
+CLIENT_CLOSED_REQUEST = 499
 
 
 @dataclass
@@ -86,6 +90,8 @@ class Meter:
     timing: GenerationTiming = field(default_factory=GenerationTiming)
     encoding_seconds: float = 0.0
     delivered: int = 0
+    # The tokens the response reports (GPT names only).
+    usage: ImageUsage | None = None
 
     @contextlib.contextmanager
     def encoding(self) -> Iterator[None]:
@@ -127,6 +133,7 @@ async def metered(
         metrics.IN_FLIGHT.labels(plan.model).dec()
         status = outcome.end(error)
         delivered = meter.delivered if status == 200 else 0
+        usage = meter.usage if status == 200 else None
         await services.usage_writer.record(
             UsageRecord(
                 request_id=request_id,
@@ -141,6 +148,9 @@ async def metered(
                 queued_ms=round(meter.timing.queued_seconds * 1000),
                 generating_ms=round(meter.timing.generating_seconds * 1000),
                 status=status,
+                input_text_tokens=usage.text_tokens if usage else 0,
+                input_image_tokens=usage.image_tokens if usage else 0,
+                output_tokens=usage.output_tokens if usage else 0,
                 quota_period=admission.quota_period,
             )
         )

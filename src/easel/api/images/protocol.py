@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from easel.api.body import json_type_name
 from easel.catalog import GenerationPlan, ModelSpec
 from easel.catalog.output import OutputPlan, OutputRequest
+from easel.catalog.usage_tokens import ImageUsage
 from easel.engine.types import MAX_SEED, highest_first_seed
 from easel.errors import InvalidRequestError, invalid_value, unknown_parameter
 
@@ -29,6 +30,11 @@ class ImageJob:
     seed: int | None
     response_format: str
     output: OutputPlan
+    # Answer with OpenAI's server-sent events, sending this many partial images first.
+    stream: bool = False
+    partial_images: int = 0
+    # A GPT image model: its answers report the output fields used and `usage`.
+    reports_output: bool = False
 
 
 class CreateImageRequest(BaseModel):
@@ -93,7 +99,15 @@ class CreateImageRequest(BaseModel):
         output = spec.plan_output(self.output_request)
         if self.seed is not None:
             _check_seed(self.seed, plan.n)
-        return ImageJob(plan=plan, seed=self.seed, response_format=response_format, output=output)
+        return ImageJob(
+            plan=plan,
+            seed=self.seed,
+            response_format=response_format,
+            output=output,
+            stream=bool(self.stream),
+            partial_images=self.partial_images or 0,
+            reports_output=spec.is_gpt_image,
+        )
 
     def _response_format(self, spec: ModelSpec) -> str:
         if spec.is_gpt_image:
@@ -161,6 +175,31 @@ class ImageData(BaseModel):
     seed: int | None = None
 
 
+class InputTokensDetails(BaseModel):
+    text_tokens: int
+    image_tokens: int
+
+
+class ImagesUsage(BaseModel):
+    """OpenAI's `usage` of a GPT image model's response or completed stream event."""
+
+    input_tokens: int
+    input_tokens_details: InputTokensDetails
+    output_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, usage: ImageUsage) -> ImagesUsage:
+        return cls(
+            input_tokens=usage.input_tokens,
+            input_tokens_details=InputTokensDetails(
+                text_tokens=usage.text_tokens, image_tokens=usage.image_tokens
+            ),
+            output_tokens=usage.output_tokens,
+            total_tokens=usage.total_tokens,
+        )
+
+
 class ImagesResponse(BaseModel):
     created: int
     data: list[ImageData]
@@ -169,3 +208,25 @@ class ImagesResponse(BaseModel):
     output_format: str | None = None
     size: str | None = None
     quality: str | None = None
+    usage: ImagesUsage | None = None
+
+
+class _ImageStreamEvent(BaseModel):
+    """What every streamed event of a GPT image model carries: an image and the settings used."""
+
+    b64_json: str
+    created_at: int
+    size: str
+    quality: str
+    background: str
+    output_format: str
+
+
+class PartialImageEvent(_ImageStreamEvent):
+    type: Literal["image_generation.partial_image"] = "image_generation.partial_image"
+    partial_image_index: int
+
+
+class CompletedEvent(_ImageStreamEvent):
+    type: Literal["image_generation.completed"] = "image_generation.completed"
+    usage: ImagesUsage

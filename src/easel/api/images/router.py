@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from typing import Any
@@ -12,17 +13,19 @@ from fastapi.responses import Response
 
 from easel.api.auth import AuthorizedKey, caller_of
 from easel.api.body import read_json_object
-from easel.api.images.metering import Outcome, admit_request, counted_request
+from easel.api.images.metering import (
+    CLIENT_CLOSED_REQUEST,
+    Outcome,
+    admit_request,
+    counted_request,
+)
 from easel.api.images.protocol import ImagesResponse
 from easel.api.images.serving import create_images
+from easel.api.images.streaming import open_stream
 from easel.api.state import services
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-
-# nginx's status for "client closed request": what metrics, usage and logs record for a client
-# that left before its answer (which nobody receives).
-CLIENT_CLOSED_REQUEST = 499
 
 _HOST_PATTERN = re.compile(r"^[A-Za-z0-9.\-:\[\]]+$")
 
@@ -31,10 +34,14 @@ _HOST_PATTERN = re.compile(r"^[A-Za-z0-9.\-:\[\]]+$")
 async def generations(request: Request, key: AuthorizedKey) -> Response:
     app_services = services(request)
     caller = caller_of(key)
-    with counted_request() as outcome:
+    async with contextlib.AsyncExitStack() as exits:
+        outcome = exits.enter_context(counted_request())
         # The key's requests per minute come first: every request counts, a malformed one too.
         await admit_request(app_services, caller)
         body = await read_json_object(request, app_services.settings.max_body_bytes)
+        if body.get("stream") is True:
+            # The generation takes over `exits`: the request is counted when it ends.
+            return await open_stream(app_services, body, caller, outcome, exits)
         work = asyncio.ensure_future(
             create_images(app_services, body, public_base_url(request), caller, outcome)
         )

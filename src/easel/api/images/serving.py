@@ -10,59 +10,97 @@ from typing import Any
 from easel.api.auth import Caller
 from easel.api.files import IMAGE_ROUTE
 from easel.api.images.metering import Meter, Outcome, metered
-from easel.api.images.protocol import CreateImageRequest, ImageData, ImageJob, ImagesResponse
+from easel.api.images.protocol import (
+    CreateImageRequest,
+    ImageData,
+    ImageJob,
+    ImagesResponse,
+    ImagesUsage,
+)
 from easel.api.state import AppServices
+from easel.catalog.usage_tokens import generation_usage
 from easel.encoding import encode_image_async, png_text
+from easel.engine.types import Generation, PreviewRequest
 from easel.limits.limiter import require_model
 
 # Names the cluster replica that made a response's images, for operators tracing a request.
 REPLICA_HEADER = "x-easel-replica"
 
 
-async def create_images(
-    services: AppServices, body: dict[str, Any], base_url: str, caller: Caller, outcome: Outcome
-) -> ImagesResponse:
+def validated(
+    services: AppServices, body: dict[str, Any], caller: Caller, outcome: Outcome
+) -> tuple[CreateImageRequest, ImageJob]:
+    """The request and what it asks of its model, or the 4xx that refuses it."""
     request = CreateImageRequest.parse(body)
     spec = services.catalog.get(request.model_name)
     outcome.model = spec.name
     require_model(caller.key, spec.name)
-    job = request.resolve(spec)
+    return request, request.resolve(spec)
+
+
+async def create_images(
+    services: AppServices, body: dict[str, Any], base_url: str, caller: Caller, outcome: Outcome
+) -> ImagesResponse:
+    request, job = validated(services, body, caller, outcome)
     async with metered(services, caller, request.end_user, job.plan, outcome) as meter:
-        data = await _generate(services, caller, job, base_url, meter)
+        generation = await generate(services, caller, job, meter)
+        data = await _deliver_all(services, job, generation, base_url, meter)
     response = ImagesResponse(created=int(time.time()), data=data)
-    if spec.is_gpt_image:
+    if job.reports_output:
         # What OpenAI's GPT image models report: the values used, `auto` resolved.
         response.background = job.output.background
         response.output_format = job.output.format
         response.size = job.plan.size
         response.quality = job.plan.quality
+        if meter.usage is not None:
+            response.usage = ImagesUsage.of(meter.usage)
     return response
 
 
-async def _generate(
-    services: AppServices, caller: Caller, job: ImageJob, base_url: str, meter: Meter
-) -> list[ImageData]:
+async def generate(
+    services: AppServices,
+    caller: Caller,
+    job: ImageJob,
+    meter: Meter,
+    previews: PreviewRequest | None = None,
+) -> Generation:
+    """The job's images from the engine, timed and (for GPT names) counted in tokens."""
     plan = job.plan
-    generation = await services.engine.generate(plan, seed=job.seed)
+    generation = await services.engine.generate(plan, seed=job.seed, previews=previews)
     meter.timing = generation.timing
     if generation.replica is not None:
         caller.response_headers[REPLICA_HEADER] = generation.replica
-    images = generation.images
-    output = job.output
-    with meter.encoding():
-        files = await asyncio.gather(
-            *(
-                encode_image_async(
-                    image.pixels, png_text(plan, image), output.format, output.compression
-                )
-                for image in images
-            )
+    if job.reports_output:
+        meter.usage = generation_usage(
+            plan.quality, plan.width, plan.height, generation.text_tokens, len(generation.images)
         )
+    return generation
+
+
+async def encode_files(job: ImageJob, generation: Generation) -> list[bytes]:
+    """Each image as a file in the job's output format, its settings in the file."""
+    output = job.output
+    return await asyncio.gather(
+        *(
+            encode_image_async(
+                image.pixels, png_text(job.plan, image), output.format, output.compression
+            )
+            for image in generation.images
+        )
+    )
+
+
+async def _deliver_all(
+    services: AppServices, job: ImageJob, generation: Generation, base_url: str, meter: Meter
+) -> list[ImageData]:
+    plan = job.plan
+    with meter.encoding():
+        files = await encode_files(job, generation)
         data = [
             await _deliver(
                 services, file, job.response_format, base_url, plan.revised_prompt, image.seed
             )
-            for file, image in zip(files, images, strict=True)
+            for file, image in zip(files, generation.images, strict=True)
         ]
     meter.delivered = len(data)
     return data
