@@ -108,6 +108,8 @@ class UsageRow(Base):
     queued_ms: Mapped[int] = mapped_column(Integer)
     generating_ms: Mapped[int] = mapped_column(Integer)
     status: Mapped[int] = mapped_column(Integer)
+    # generations, edits or variations: the route the request came in by.
+    endpoint: Mapped[str] = mapped_column(String(16), server_default="generations")
 
 
 class Database:

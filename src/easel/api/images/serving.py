@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from easel.api.auth import Caller
@@ -12,8 +13,10 @@ from easel.api.files import IMAGE_ROUTE
 from easel.api.images.metering import Meter, Outcome, metered
 from easel.api.images.protocol import CreateImageRequest, ImageData, ImageJob, ImagesResponse
 from easel.api.state import AppServices
+from easel.catalog import ModelSpec
 from easel.encoding import encode_image_async, png_text
 from easel.limits.limiter import require_model
+from easel.usage.store import GENERATIONS, Endpoint
 
 # Names the cluster replica that made a response's images, for operators tracing a request.
 REPLICA_HEADER = "x-easel-replica"
@@ -27,7 +30,32 @@ async def create_images(
     outcome.model = spec.name
     require_model(caller.key, spec.name)
     job = request.resolve(spec)
-    async with metered(services, caller, request.end_user, job.plan, outcome) as meter:
+    return await serve_job(
+        services, spec, job, Requester(caller, request.end_user, base_url), outcome, GENERATIONS
+    )
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who a job's images go to: the key, the end user its limits count, the URL base."""
+
+    caller: Caller
+    user: str | None
+    base_url: str
+
+
+async def serve_job(
+    services: AppServices,
+    spec: ModelSpec,
+    job: ImageJob,
+    requester: Requester,
+    outcome: Outcome,
+    endpoint: Endpoint,
+) -> ImagesResponse:
+    """Run a checked job within the key's limits, record its usage under `endpoint`, and answer
+    with its images."""
+    caller, base_url = requester.caller, requester.base_url
+    async with metered(services, caller, requester.user, job.plan, outcome, endpoint) as meter:
         data = await _generate(services, caller, job, base_url, meter)
     response = ImagesResponse(created=int(time.time()), data=data)
     if spec.is_gpt_image:
