@@ -18,6 +18,7 @@ import openai
 import pytest
 from PIL import Image
 
+from easel.api.state import AppServices
 from easel.catalog import Catalog
 from easel.settings import Settings
 from easel.usage.store import UsageRecord
@@ -61,8 +62,9 @@ async def post_form(
 
 
 def last_usage(app: InProcessApp) -> UsageRecord:
-    services = app.app.state.services
+    services: AppServices = app.app.state.services
     key = services.keys.find(app.api_key)
+    assert key is not None
     return services.usage.records(key.id)[-1]
 
 
@@ -175,7 +177,10 @@ async def test_sdk_edit_refuses_input_fidelity_for_gpt_image_1_mini(
 
 async def test_sdk_create_variation(sdk: openai.AsyncOpenAI, app: InProcessApp) -> None:
     result = await sdk.images.create_variation(
-        image=("cat.png", png(64, 64), "image/png"), n=2, size=SIZE, response_format="b64_json"
+        image=("cat.png", png(64, 64), "image/png"),
+        n=2,
+        size="256x256",
+        response_format="b64_json",
     )
     assert [pixels(item.b64_json).shape for item in images_of(result)] == [(256, 256, 3)] * 2
     record = last_usage(app)
@@ -478,3 +483,32 @@ async def test_dall_e_2_keeps_the_pixels_outside_the_mask(sdk: openai.AsyncOpenA
     outside = np.ones((256, 256), dtype=bool)
     outside[64:192, 64:192] = False
     assert np.array_equal(edited[outside], original[outside])
+
+
+# A DiT family: FLUX.2 klein's pipeline takes several reference images itself.
+
+
+@pytest.fixture(scope="module")
+async def klein_app(
+    anyio_backend: str, tmp_path_factory: pytest.TempPathFactory, tiny_flux2_klein: Path
+) -> AsyncIterator[InProcessApp]:
+    catalog = Catalog.build(overrides=[f"gpt-image-2={tiny_flux2_klein}"])
+    settings = Settings(data_dir=tmp_path_factory.mktemp("klein"))
+    async with running_app(settings, catalog) as running:
+        yield running
+
+
+@pytest.mark.slow
+async def test_several_images_edit_on_a_multi_reference_dit(klein_app: InProcessApp) -> None:
+    result = await klein_app.sdk().images.edit(
+        model="gpt-image-2",
+        image=[
+            ("a.png", png(64, 64), "image/png"),
+            ("b.webp", encode(Image.new("RGB", (64, 48)), "WEBP"), "image/webp"),
+        ],
+        prompt="the two side by side",
+        size="256x256",
+        quality="low",
+    )
+    assert result.size == "256x256"
+    assert pixels(images_of(result)[0].b64_json).shape == (256, 256, 3)
