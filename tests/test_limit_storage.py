@@ -201,7 +201,7 @@ def test_a_database_at_0002_upgrades_in_place_keeping_its_buckets(database_url: 
     old.close()
     database = Database(database_url)
     try:
-        assert current_revision(database.engine) == head_revision() == "0003"
+        assert current_revision(database.engine) == head_revision()
         limiter = Limiter(database, clock=clock)
         with pytest.raises(RateLimitError) as refused:
             limiter.admit_images(key, None, 2, "req_two")
