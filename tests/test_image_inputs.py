@@ -54,6 +54,14 @@ def test_type_is_read_from_content_not_name() -> None:
         assert refusal(not_an_image).code == "invalid_image_format"
 
 
+def test_a_photo_turned_by_exif_is_read_upright() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    sideways = encode(Image.new("RGB", (40, 20), (5, 5, 5)), "JPEG", exif=exif.tobytes())
+    decoded = decode_image(sideways, "image", ANY_FORMAT)
+    assert (decoded.width, decoded.height) == (20, 40)
+
+
 def test_alpha_is_kept_for_masks() -> None:
     decoded = decode_image(mask_png(16, 16, (0, 0, 8, 16)), "mask", ANY_FORMAT)
     assert decoded.alpha is not None

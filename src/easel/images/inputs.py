@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from easel.errors import InvalidRequestError
 
@@ -97,7 +97,8 @@ def decode_image(data: bytes, param: str, limits: ImageLimits) -> DecodedImage:
                         code="invalid_image",
                     )
                 image.load()
-                return _decoded(image, image_format)
+                # Cameras store portraits sideways with an EXIF turn; the client means upright.
+                return _decoded(ImageOps.exif_transpose(image), image_format)
     except InvalidRequestError:
         raise
     except Image.DecompressionBombError:
