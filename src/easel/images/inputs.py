@@ -32,8 +32,7 @@ MAX_INPUT_SIDE = 16_384
 
 @dataclass(frozen=True)
 class ImageLimits:
-    """What one input field accepts: formats by content, file size, and what its message calls
-    the limit (OpenAI's wording differs between its models)."""
+    """What one input field accepts: formats (by content) and file size."""
 
     formats: tuple[InputFormat, ...]
     max_bytes: int

@@ -4,7 +4,7 @@ bodies turned into checked jobs by the same rules as generations plus the catalo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -102,6 +102,14 @@ class CreateVariationRequest(BaseModel):
         return ImageJob(plan=plan, seed=None, response_format=response_format, output=OutputPlan())
 
 
+@dataclass(frozen=True)
+class ImageUrl:
+    """An image a JSON edit names, and the name its errors report."""
+
+    param: str
+    url: str
+
+
 class ImageReference(BaseModel):
     """OpenAI's ImageRefParam: exactly one of `image_url` or `file_id`."""
 
@@ -152,8 +160,8 @@ def form_images(form: Form) -> tuple[list[ImageFile], ImageFile | None]:
     return images, ImageFile(MASK_FIELD, masks[0]) if masks else None
 
 
-def json_references(body: dict[str, Any]) -> tuple[list[ImageReference], ImageReference | None]:
-    """A JSON edit's `images` and `mask` references, taken out of `body`."""
+def json_image_urls(body: dict[str, Any]) -> tuple[list[ImageUrl], ImageUrl | None]:
+    """A JSON edit's `images` and `mask` URLs, taken out of `body`."""
     images = body.pop("images", None)
     mask = body.pop("mask", None)
     if "image" in body:
@@ -184,11 +192,11 @@ def json_references(body: dict[str, Any]) -> tuple[list[ImageReference], ImageRe
         )
     if len(images) > MAX_REQUEST_IMAGES:
         raise too_many_images(MAX_REQUEST_IMAGES, len(images), "images")
-    references = [_reference(item, f"images[{index}]") for index, item in enumerate(images)]
-    return references, _reference(mask, "mask") if mask is not None else None
+    urls = [_image_url(item, f"images[{index}]") for index, item in enumerate(images)]
+    return urls, _image_url(mask, "mask") if mask is not None else None
 
 
-def _reference(value: object, param: str) -> ImageReference:
+def _image_url(value: object, param: str) -> ImageUrl:
     if not isinstance(value, dict):
         raise InvalidRequestError(
             f"Invalid type for '{param}': expected an object with 'image_url'.",
@@ -218,7 +226,7 @@ def _reference(value: object, param: str) -> ImageReference:
             param=f"{param}.image_url",
             code="missing_required_parameter",
         )
-    return reference
+    return ImageUrl(f"{param}.image_url", reference.image_url)
 
 
 def _typed(name: str, value: str) -> object:

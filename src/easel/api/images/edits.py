@@ -12,12 +12,12 @@ from fastapi.responses import Response
 from easel.api.auth import AuthorizedKey, Caller, caller_of
 from easel.api.body import read_json_object
 from easel.api.images.edit_request import (
-    MASK_FIELD,
     CreateEditRequest,
     CreateVariationRequest,
+    ImageUrl,
     form_body,
     form_images,
-    json_references,
+    json_image_urls,
 )
 from easel.api.images.image_urls import UrlPolicy, image_url_bytes, is_public_address, resolve_host
 from easel.api.images.metering import Outcome, admit_request, counted_request
@@ -85,7 +85,7 @@ async def _edit_form(
 async def _edit_json(
     app_services: AppServices, body: dict[str, Any], requester: Requester, outcome: Outcome
 ) -> ImagesResponse:
-    references, mask_reference = json_references(body)
+    image_urls, mask_url = json_image_urls(body)
     edit = CreateEditRequest.parse(body)
     spec = _model(app_services, requester.caller, edit.model_name, outcome)
     if not spec.is_gpt_image:
@@ -96,16 +96,14 @@ async def _edit_json(
             code="invalid_value",
         )
     policy = _url_policy(app_services, spec)
-    images = []
-    for index, reference in enumerate(references):
-        param = f"images[{index}].image_url"
-        assert reference.image_url is not None  # json_references refuses references without
-        images.append(ImageFile(param, await image_url_bytes(reference.image_url, param, policy)))
-    mask = None
-    if mask_reference is not None and mask_reference.image_url is not None:
-        param = f"{MASK_FIELD}.image_url"
-        mask = ImageFile(param, await image_url_bytes(mask_reference.image_url, param, policy))
+    images = [await _image_file(image_url, policy) for image_url in image_urls]
+    mask = await _image_file(mask_url, policy) if mask_url is not None else None
     return await _edit(app_services, spec, edit, images, mask, requester, outcome)
+
+
+async def _image_file(image_url: ImageUrl, policy: UrlPolicy | None) -> ImageFile:
+    data = await image_url_bytes(image_url.url, image_url.param, policy)
+    return ImageFile(image_url.param, data)
 
 
 async def _edit(
