@@ -512,3 +512,12 @@ async def test_several_images_edit_on_a_multi_reference_dit(klein_app: InProcess
     )
     assert result.size == "256x256"
     assert pixels(images_of(result)[0].b64_json).shape == (256, 256, 3)
+
+
+async def test_a_multipart_body_without_its_boundary_is_a_400(app: InProcessApp) -> None:
+    response = await app.http.post(
+        EDITS,
+        headers={**auth(app), "Content-Type": "multipart/form-data"},
+        content=b"--x\r\nContent-Disposition: form-data; name=prompt\r\n\r\nhi\r\n--x--\r\n",
+    )
+    assert error_of(response)["code"] == "invalid_multipart"

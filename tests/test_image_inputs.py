@@ -388,3 +388,18 @@ async def test_fetched_images_over_the_limit_are_refused() -> None:
         )
         error = await url_refusal(f"http://127.0.0.1:{port}/image.png", small)
         assert error.code == "image_too_large"
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG", "WEBP"])
+def test_damaged_files_only_ever_get_400s(image_format: str) -> None:
+    # Random byte damage past the magic bytes: whatever the decoder trips on is the client's file.
+    rng = np.random.default_rng(3)
+    noise = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    whole = bytearray(encode(Image.fromarray(noise), image_format))
+    for _ in range(150):
+        damaged = bytearray(whole)
+        for position in rng.integers(12, len(damaged), size=int(rng.integers(1, 8))):
+            damaged[position] = int(rng.integers(0, 256))
+        # Decoded, or refused with a 400; any other exception fails the test.
+        with contextlib.suppress(InvalidRequestError):
+            decode_image(bytes(damaged), "image", ANY_FORMAT)
