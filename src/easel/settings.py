@@ -72,6 +72,22 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest request body accepted, in bytes."
     )
+    max_upload_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest edit or variation request body accepted (multipart uploads, JSON "
+        "with data URLs), in bytes.",
+    )
+    fetch_image_urls: bool = Field(
+        default=False,
+        description="Let JSON edits name http(s) image URLs for the server to fetch (never from "
+        "loopback, private, link-local or reserved addresses). Off: data URLs only.",
+    )
+    fetch_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds an image URL may take to fetch, redirects included.",
+    )
     database_url: str | None = Field(
         default=None,
         repr=False,  # it may hold a password

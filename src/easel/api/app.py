@@ -14,6 +14,7 @@ from easel import __version__, web
 from easel.api import admin, files, health, models
 from easel.api.body_timeout import BodyTimeoutMiddleware
 from easel.api.errors import install_error_handlers
+from easel.api.images import edits
 from easel.api.images import router as images
 from easel.api.middleware import RequestContextMiddleware
 from easel.api.state import AppServices
@@ -121,6 +122,7 @@ def create_app(
     app.add_middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout_seconds)
     app.add_middleware(RequestContextMiddleware, proxy_sets_request_id=proxy_sets_request_id)
     app.include_router(images.router)
+    app.include_router(edits.router)
     app.include_router(models.router)
     app.include_router(files.router)
     app.include_router(health.router)

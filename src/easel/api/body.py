@@ -18,7 +18,7 @@ MAX_JSON_DEPTH = 32
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _too_large(limit: int) -> PayloadTooLargeError:
+def too_large(limit: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(
         f"The request body is larger than this server's limit of {limit} bytes.",
         code="request_too_large",
@@ -29,12 +29,12 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     """The body as a JSON object, or a 400/413 error in OpenAI's envelope."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
     if not body:
         raise InvalidRequestError(
             "The request body is empty: send a JSON object with at least a 'prompt'."

@@ -30,6 +30,12 @@ _GPT_IMAGE: dict[str, Any] = {
         "high": {"steps": 40, "guidance_scale": 7.0},
     },
     "default_quality": "medium",
+    # OpenAI's edit inputs for its GPT image models: up to 16 png/webp/jpg files under 50 MB.
+    "max_input_images": 16,
+    "input_formats": ("png", "jpeg", "webp"),
+    "max_input_bytes": 50 * 1024 * 1024,
+    "square_inputs": False,
+    "accepts_input_fidelity": True,
 }
 
 # What an entry with `family:` starts from; its own fields win. An operator adds a later GPT name
@@ -57,6 +63,7 @@ DEFAULT_MODELS: dict[str, dict[str, Any]] = {
         "default_size": "1024x1024",
         "qualities": {"standard": {"steps": 2, "guidance_scale": 0.0}},
         "default_quality": "standard",
+        "variation_strength": 0.6,
     },
     # SDXL base: the SDXL-class model; hd spends more steps, style changes wording and guidance.
     "dall-e-3": {
@@ -89,6 +96,8 @@ DEFAULT_MODELS: dict[str, dict[str, Any]] = {
         },
         "default_style": "vivid",
         "returns_revised_prompt": True,
+        # OpenAI never offered edits or variations with dall-e-3.
+        "max_input_images": 0,
     },
     "gpt-image-1": with_family_defaults({"family": "gpt-image"}),
     "gpt-image-1.5": with_family_defaults({"family": "gpt-image"}),
@@ -98,6 +107,7 @@ DEFAULT_MODELS: dict[str, dict[str, Any]] = {
             "family": "gpt-image",
             "source": SD_TURBO,
             "licence": SD_TURBO_LICENCE,
+            "accepts_input_fidelity": False,
             "qualities": {
                 "low": {"steps": 1, "guidance_scale": 0.0},
                 "medium": {"steps": 2, "guidance_scale": 0.0},

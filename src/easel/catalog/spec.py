@@ -12,6 +12,7 @@ from easel.catalog.edit import EditInputs
 from easel.catalog.free_sizes import check_free_size
 from easel.catalog.output import Family, OutputPlan, OutputRequest, output_plan
 from easel.errors import InvalidRequestError, invalid_value, unknown_parameter
+from easel.images.inputs import InputFormat
 
 # The GPT families' `size` and `quality` value that means the model's default.
 AUTO = "auto"
@@ -135,6 +136,17 @@ class ModelSpec(BaseModel):
     default_style: str | None = None
     negative_prompt: str | None = None
     returns_revised_prompt: bool = False
+    # Edits (catalog.edit_rules): how many input images a request may bring (0: no edits), in which
+    # formats and sizes, and how far image-to-image moves from them at each `input_fidelity`.
+    max_input_images: int = Field(default=1, ge=0, le=16)
+    input_formats: tuple[InputFormat, ...] = ("png",)
+    max_input_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    square_inputs: bool = True
+    accepts_input_fidelity: bool = False
+    edit_strength: float = Field(default=0.75, gt=0.0, le=1.0)
+    high_fidelity_strength: float = Field(default=0.45, gt=0.0, le=1.0)
+    # How far a variation moves from its image; None: the model makes no variations.
+    variation_strength: float | None = Field(default=None, gt=0.0, le=1.0)
     deployment: DeploymentSpec = Field(default_factory=DeploymentSpec)
 
     @model_validator(mode="after")
@@ -160,6 +172,21 @@ class ModelSpec(BaseModel):
     ) -> GenerationPlan:
         """Check a request's fields against this model's rules; `None` means the default."""
         self._check_prompt(prompt)
+        return self._plan(prompt=prompt, n=n, size=size, quality=quality, style=style)
+
+    def variation_plan(self, *, n: int | None, size: str | None) -> GenerationPlan:
+        """A variation's plan: a generation's rules without a prompt, which variations lack."""
+        return self._plan(prompt="", n=n, size=size, quality=None, style=None)
+
+    def _plan(
+        self,
+        *,
+        prompt: str,
+        n: int | None,
+        size: str | None,
+        quality: str | None,
+        style: str | None,
+    ) -> GenerationPlan:
         count = self._check_n(n)
         size, (width, height) = self._size(size)
         quality = self._quality(quality)

@@ -31,6 +31,7 @@ from easel.errors import EaselError
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
 
+    from easel.api.images.protocol import ImageJob
     from easel.engine.engine import Engine
     from easel.engine.types import GeneratedImage
 
@@ -55,11 +56,27 @@ def generate(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the PNG files to.")] = Path(
         "."
     ),
+    image: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--image",
+            help="Edit this image instead of drawing from nothing (repeat for several, where the "
+            "model takes them).",
+            dir_okay=False,
+        ),
+    ] = None,
+    mask: Annotated[
+        Path | None,
+        typer.Option(
+            help="PNG whose fully transparent pixels mark where the first --image is repainted.",
+            dir_okay=False,
+        ),
+    ] = None,
     config: ConfigOption = None,
     model_source: ModelSourceOption = None,
 ) -> None:
-    """Generate images locally and write them as PNG files; prints the paths it wrote."""
-    from easel.api.images.protocol import CreateImageRequest
+    """Generate (or, with --image, edit) images locally and write them as PNG files; prints the
+    paths it wrote."""
     from easel.engine.engine import Engine
 
     # The server's engine, scheduler included, with the EASEL_* batch settings; no deadline: the
@@ -75,9 +92,11 @@ def generate(
         "style": style,
         "seed": seed,
     }
+    if mask is not None and not image:
+        err.print("[red]easel generate: --mask needs an --image to apply to[/red]")
+        raise typer.Exit(2)
     try:
-        request = CreateImageRequest.parse(body)
-        job = request.resolve(catalog.get(request.model_name))
+        job = _job(catalog, body, image or [], mask)
     except EaselError as exc:
         option = f"--{exc.param}: " if exc.param and exc.param != "prompt" else ""
         err.print(f"[red]easel generate: {option}{exc.message}[/red]")
@@ -102,6 +121,37 @@ def generate(
         raise typer.Exit(1) from exc
     for path in paths:
         typer.echo(str(path))
+
+
+def _job(catalog: Catalog, body: dict[str, Any], images: list[Path], mask: Path | None) -> ImageJob:
+    """The request checked as the API checks it: a generation, or an edit of `images`."""
+    from easel.api.images.edit_request import CreateEditRequest
+    from easel.api.images.protocol import DEFAULT_MODEL, CreateImageRequest
+    from easel.catalog.edit_rules import ImageFile
+
+    if not images:
+        request = CreateImageRequest.parse(body)
+        return request.resolve(catalog.get(request.model_name))
+    if body["style"] is None:
+        del body["style"]  # edits have no styles: only a given one is refused
+    # The default model is this command's, not the edits endpoint's.
+    edit = CreateEditRequest.parse({**body, "model": body["model"] or DEFAULT_MODEL})
+    names = ["image"] if len(images) == 1 else [f"image[{i}]" for i in range(len(images))]
+    files = [
+        ImageFile(name, _read(path, "--image")) for name, path in zip(names, images, strict=True)
+    ]
+    mask_file = ImageFile("mask", _read(mask, "--mask")) if mask is not None else None
+    job = edit.resolve_edit(catalog.get(edit.model_name), files, mask_file)
+    # Edits by URL are the server's: here the images are written to files.
+    return replace(job, response_format="b64_json")
+
+
+def _read(path: Path, option: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        err.print(f"[red]easel generate: {option}: cannot read {path}: {exc.strerror}[/red]")
+        raise typer.Exit(2) from exc
 
 
 def _load(engine: Engine, spec: ModelSpec) -> DiffusionPipeline:

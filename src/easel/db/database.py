@@ -112,6 +112,8 @@ class UsageRow(Base):
     input_text_tokens: Mapped[int] = mapped_column(Integer, default=0)
     input_image_tokens: Mapped[int] = mapped_column(Integer, default=0)
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    # generations, edits or variations: the route the request came in by.
+    endpoint: Mapped[str] = mapped_column(String(16), server_default="generations")
 
 
 class Database:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
-from typing import cast
+from typing import Literal, cast
 
 from sqlalchemy import Table, case, func, select
 
@@ -14,6 +14,10 @@ from easel.db.database import Database, UsageRow, upsert
 from easel.limits import quota
 
 _TABLE = cast(Table, UsageRow.__table__)
+
+# Which route a request came in by: /v1/images/generations, /edits or /variations.
+Endpoint = Literal["generations", "edits", "variations"]
+GENERATIONS: Endpoint = "generations"
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class UsageRecord:
     output_tokens: int = 0
     # The quota counter the request reserved from, settled together with the record.
     quota_period: str | None = None
+    endpoint: Endpoint = GENERATIONS
 
     def row(self) -> dict[str, object]:
         values = asdict(self)
@@ -164,6 +169,7 @@ class UsageStore:
                     input_text_tokens=row.input_text_tokens,
                     input_image_tokens=row.input_image_tokens,
                     output_tokens=row.output_tokens,
+                    endpoint=cast(Endpoint, row.endpoint),
                 )
                 for row in session.scalars(query)
             ]

@@ -18,7 +18,7 @@ from easel.db.database import utcnow
 from easel.engine.types import GenerationTiming
 from easel.errors import EaselError
 from easel.observability import metrics
-from easel.usage.store import UsageRecord
+from easel.usage.store import Endpoint, UsageRecord
 
 log = logging.getLogger("easel.generation")
 
@@ -109,6 +109,7 @@ async def metered(
     user: str | None,
     plan: GenerationPlan,
     outcome: Outcome,
+    endpoint: Endpoint,
 ) -> AsyncIterator[Meter]:
     """Admit the request's images (429 before any work is queued), then write its usage record
     and observe its metrics however it ends, with the status of `outcome`."""
@@ -152,10 +153,11 @@ async def metered(
                 input_image_tokens=usage.image_tokens if usage else 0,
                 output_tokens=usage.output_tokens if usage else 0,
                 quota_period=admission.quota_period,
+                endpoint=endpoint,
             )
         )
         _observe(plan.model, meter, delivered)
-        _log(services, caller, user, plan, meter, status, delivered)
+        _log(services, caller, user, plan, meter, status, delivered, endpoint)
 
 
 def _observe(model: str, meter: Meter, delivered: int) -> None:
@@ -175,8 +177,10 @@ def _log(
     meter: Meter,
     status: int,
     delivered: int,
+    endpoint: Endpoint,
 ) -> None:
     fields: dict[str, object] = {
+        "endpoint": endpoint,
         "key_id": caller.key.id,
         "user": user,
         "model": plan.model,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -65,11 +65,11 @@ class CreateImageRequest(BaseModel):
     seed: int | None = None
 
     @classmethod
-    def parse(cls, body: dict[str, Any]) -> CreateImageRequest:
+    def parse(cls, body: dict[str, Any]) -> Self:
         try:
             return cls.model_validate(body)
         except ValidationError as exc:
-            raise _first_error(exc, body) from None
+            raise request_error(exc, body) from None
 
     @property
     def model_name(self) -> str:
@@ -147,7 +147,7 @@ _EXPECTED = {
 }
 
 
-def _first_error(exc: ValidationError, body: dict[str, Any]) -> InvalidRequestError:
+def request_error(exc: ValidationError, body: dict[str, Any]) -> InvalidRequestError:
     error = exc.errors()[0]
     param = str(error["loc"][0]) if error["loc"] else None
     if error["type"] == "missing":

@@ -45,7 +45,7 @@ async def generations(request: Request, key: AuthorizedKey) -> Response:
         work = asyncio.ensure_future(
             create_images(app_services, body, public_base_url(request), caller, outcome)
         )
-        response = await _unless_disconnected(request, work, outcome)
+        response = await unless_disconnected(request, work, outcome)
         if response is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
     # pydantic-core writes the JSON (megabytes of base64 for large images) far faster than
@@ -53,7 +53,7 @@ async def generations(request: Request, key: AuthorizedKey) -> Response:
     return Response(response.model_dump_json(exclude_none=True), media_type="application/json")
 
 
-async def _unless_disconnected(
+async def unless_disconnected(
     request: Request, work: asyncio.Future[ImagesResponse], outcome: Outcome
 ) -> ImagesResponse | None:
     """The work's result, or None once the client has gone: then the request ends as 499 and

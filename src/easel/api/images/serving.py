@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from easel.api.auth import Caller
@@ -22,6 +23,7 @@ from easel.catalog.usage_tokens import generation_usage
 from easel.encoding import encode_image_async, png_text
 from easel.engine.types import Generation, PreviewRequest
 from easel.limits.limiter import require_model
+from easel.usage.store import GENERATIONS, Endpoint
 
 # Names the cluster replica that made a response's images, for operators tracing a request.
 REPLICA_HEADER = "x-easel-replica"
@@ -42,7 +44,30 @@ async def create_images(
     services: AppServices, body: dict[str, Any], base_url: str, caller: Caller, outcome: Outcome
 ) -> ImagesResponse:
     request, job = validated(services, body, caller, outcome)
-    async with metered(services, caller, request.end_user, job.plan, outcome) as meter:
+    requester = Requester(caller, request.end_user, base_url)
+    return await serve_job(services, job, requester, outcome, GENERATIONS)
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who a job's images go to: the key, the end user its limits count, the URL base."""
+
+    caller: Caller
+    user: str | None
+    base_url: str
+
+
+async def serve_job(
+    services: AppServices,
+    job: ImageJob,
+    requester: Requester,
+    outcome: Outcome,
+    endpoint: Endpoint,
+) -> ImagesResponse:
+    """Run a checked job within the key's limits, record its usage under `endpoint`, and answer
+    with its images."""
+    caller, base_url = requester.caller, requester.base_url
+    async with metered(services, caller, requester.user, job.plan, outcome, endpoint) as meter:
         generation = await generate(services, caller, job, meter)
         data = await _deliver_all(services, job, generation, base_url, meter)
     response = ImagesResponse(created=int(time.time()), data=data)

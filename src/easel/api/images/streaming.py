@@ -31,6 +31,7 @@ from easel.catalog.usage_tokens import generation_usage
 from easel.encoding import encode_image_async
 from easel.engine.types import Generation, PreviewRequest
 from easel.errors import EaselError, ServerError
+from easel.usage.store import GENERATIONS
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ async def open_stream(
     request counter); the generation takes it over."""
     request, job = validated(services, body, caller, outcome)
     meter = await exits.enter_async_context(
-        metered(services, caller, request.end_user, job.plan, outcome)
+        metered(services, caller, request.end_user, job.plan, outcome, GENERATIONS)
     )
     events: asyncio.Queue[str | None] = asyncio.Queue()
     producer = asyncio.ensure_future(
