@@ -12,6 +12,7 @@ from easel.api.files import IMAGE_ROUTE
 from easel.api.images.metering import Meter, Outcome, metered
 from easel.api.images.protocol import CreateImageRequest, ImageData, ImageJob, ImagesResponse
 from easel.api.state import AppServices
+from easel.catalog.output import transparent_refusal
 from easel.encoding import encode_image_async, png_text
 from easel.limits.limiter import require_model
 
@@ -27,6 +28,8 @@ async def create_images(
     outcome.model = spec.name
     require_model(caller.key, spec.name)
     job = request.resolve(spec)
+    if job.output.background == "transparent":
+        await _ready_to_cut_out(services, job)
     async with metered(services, caller, request.end_user, job.plan, outcome) as meter:
         data = await _generate(services, caller, job, base_url, meter)
     response = ImagesResponse(created=int(time.time()), data=data)
@@ -49,13 +52,16 @@ async def _generate(
         caller.response_headers[REPLICA_HEADER] = generation.replica
     images = generation.images
     output = job.output
+    pixels = [image.pixels for image in images]
+    if services.matting is not None and output.background == "transparent":
+        pixels = await services.matting.cut_out(pixels)
     with meter.encoding():
         files = await asyncio.gather(
             *(
                 encode_image_async(
-                    image.pixels, png_text(plan, image), output.format, output.compression
+                    image_pixels, png_text(plan, image), output.format, output.compression
                 )
-                for image in images
+                for image_pixels, image in zip(pixels, images, strict=True)
             )
         )
         data = [
@@ -66,6 +72,14 @@ async def _generate(
         ]
     meter.delivered = len(data)
     return data
+
+
+async def _ready_to_cut_out(services: AppServices, job: ImageJob) -> None:
+    """The matting model loaded (or a 400 when it is switched off, a 503 when it cannot load)
+    before any image is made, so that none is made that could not be delivered."""
+    if services.matting is None:
+        raise transparent_refusal(job.output.format)
+    await services.matting.ready()
 
 
 async def _deliver(
