@@ -70,6 +70,8 @@ class MattingModel:
         self._preprocessing = Preprocessing()
         self._bytes = 0
         self._failed_at: float | None = None
+        # Why the last load failed, for the operator (a client's 503 does not say).
+        self.load_error: str | None = None
         self._running = 0
 
     @property
@@ -133,11 +135,13 @@ class MattingModel:
                 raise _unavailable()
             try:
                 self._session = self._load()
-            except Exception:
+            except Exception as exc:  # a missing or broken model must not take the server down
                 log.exception("the background-matting model %s could not be loaded", self.source)
+                self.load_error = f"{type(exc).__name__}: {exc}"
                 self._failed_at = time.monotonic()
                 raise _unavailable() from None
             self._failed_at = None
+            self.load_error = None
             return self._session
 
     def _load(self) -> ort.InferenceSession:
