@@ -284,7 +284,7 @@ def test_playground_streams_partial_images_as_they_arrive(
     with page.expect_request("**/v1/images/generations") as sent:
         page.click("#generate")
     body = sent.value.post_data_json
-    assert (body["stream"], body["partial_images"]) == (True, 2)
+    assert body is not None and (body["stream"], body["partial_images"]) == (True, 2)
     expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
     assert page.evaluate("window.previewsSeen") == ["0", "1"]
     page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")

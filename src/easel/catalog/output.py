@@ -62,8 +62,8 @@ class OutputPlan:
     format: ImageFormat = "png"
     # 0-100 as OpenAI's `output_compression`: 100 keeps the most detail.
     compression: int = DEFAULT_COMPRESSION
-    # What the response reports: `auto` resolves to opaque, as OpenAI's does for most prompts
-    # (a cut-out is asked for, not guessed).
+    # What the response reports. OpenAI's `auto` lets its model choose; here it is opaque, since a
+    # cut-out drops part of the picture and is made only when asked for.
     background: Literal["transparent", "opaque"] = "opaque"
 
 
