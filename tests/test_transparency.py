@@ -13,10 +13,12 @@ from typing import Literal
 import numpy as np
 import openai
 import pytest
+import torch
 from PIL import Image
 
 from easel.catalog import Catalog
 from easel.encoding import read_xmp
+from easel.engine.matting import MODEL_FILE, MattingModel
 from easel.settings import Settings
 from tests.images import images_of
 from tests.inprocess import running_app
@@ -135,3 +137,21 @@ async def test_transparency_switched_off_is_refused_as_openai_refuses_it(
         "param": "background",
         "code": "invalid_value",
     }
+
+
+@pytest.mark.anyio
+async def test_the_matting_model_reports_its_residency_and_reloads_after_release(
+    tiny_matting: Path,
+) -> None:
+    """What the memory budget reads and does: bytes while loaded, none after `release()`, and a
+    later cut-out loads the model again."""
+    model = MattingModel(str(tiny_matting), torch.device("cpu"))
+    assert (model.resident_bytes(), model.in_use) == (0, False)
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    (first,) = await model.cut_out([image])
+    assert first.shape == (48, 64, 4) and np.array_equal(first[:, :, :3], image)
+    assert model.resident_bytes() == (tiny_matting / MODEL_FILE).stat().st_size
+    model.release()
+    assert model.resident_bytes() == 0
+    (again,) = await model.cut_out([image])
+    assert np.array_equal(again, first)
