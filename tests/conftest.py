@@ -16,6 +16,7 @@ import torch
 from easel.catalog import Catalog
 from easel.devtools.tiny_pipelines import (
     build_tiny_flux2_klein,
+    build_tiny_matting,
     build_tiny_qwen_image,
     build_tiny_sd,
     build_tiny_sdxl,
@@ -85,6 +86,12 @@ def tiny_flux2_klein(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qwen_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_qwen_image(tmp_path_factory.mktemp("pipelines") / "tiny-qwen-image")
+
+
+@pytest.fixture(scope="session")
+def tiny_matting(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight background-matting model in the hub layout `easel serve` loads."""
+    return build_tiny_matting(tmp_path_factory.mktemp("tiny-matting"))
 
 
 @pytest.fixture(scope="session")

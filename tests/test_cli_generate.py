@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import openai
 import pytest
 from PIL import Image
@@ -171,3 +172,52 @@ def test_generate_reports_a_pipeline_that_fails_while_running(
     assert result.returncode == 1
     assert "the dall-e-2 pipeline failed" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_generate_writes_the_output_format_and_background_asked_for(
+    tiny_sd: Path, tiny_matting: Path, tmp_path: Path
+) -> None:
+    source = ("--model-source", f"gpt-image-1-mini={tiny_sd}", "--model", "gpt-image-1-mini")
+    matting = {"EASEL_MATTING_MODEL": str(tiny_matting)}
+    transparent = run_easel(
+        "generate", "a fox", "--seed", "7", "--output-format", "webp", "--background",
+        "transparent", "--out", str(tmp_path), *source, env=matting,
+    )  # fmt: skip
+    assert transparent.returncode == 0, transparent.stderr
+    assert written(transparent.stdout) == [tmp_path / "gpt-image-1-mini-7.webp"]
+    with Image.open(tmp_path / "gpt-image-1-mini-7.webp") as image:
+        assert (image.format, image.mode) == ("WEBP", "RGBA")
+        assert np.asarray(image)[:, :, 3].min() < 255
+
+    jpeg = run_easel(
+        "generate", "a fox", "--seed", "7", "--output-format", "jpeg", "--output-compression",
+        "60", "--out", str(tmp_path), *source,
+    )  # fmt: skip
+    assert jpeg.returncode == 0, jpeg.stderr
+    assert written(jpeg.stdout) == [tmp_path / "gpt-image-1-mini-7.jpeg"]
+    with Image.open(tmp_path / "gpt-image-1-mini-7.jpeg") as image:
+        assert (image.format, image.mode) == ("JPEG", "RGB")
+
+
+@pytest.mark.slow
+def test_generate_refuses_output_options_with_the_servers_messages(
+    tiny_sd: Path, tmp_path: Path
+) -> None:
+    source = ("--model-source", f"gpt-image-1-mini={tiny_sd}", "--model", "gpt-image-1-mini")
+    cases = [
+        (
+            ("--output-format", "jpeg", "--background", "transparent"),
+            "--background: Transparent background is not supported with the 'jpeg' output "
+            "format. Use 'png' or 'webp'.",
+        ),
+        (
+            ("--output-compression", "101"),
+            "--output-compression: 101 is greater than the maximum of 100 - 'output_compression'",
+        ),
+    ]
+    for options, message in cases:
+        result = run_easel("generate", "a cat", *options, *source, "--out", str(tmp_path))
+        assert result.returncode == 2, (options, result.stderr)
+        assert message in " ".join(result.stderr.split()), (options, result.stderr)
+    assert list(tmp_path.iterdir()) == []

@@ -30,14 +30,23 @@ def decode(png: bytes) -> PngImagePlugin.PngImageFile:
     return image
 
 
+def with_alpha(image: np.ndarray) -> np.ndarray:
+    """`image` with a see-through-to-opaque ramp as its alpha, as a transparent background has."""
+    alpha = np.linspace(0, 255, image.shape[1], dtype=np.uint8)[np.newaxis].repeat(
+        image.shape[0], axis=0
+    )
+    return np.dstack((image, alpha))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
 @pytest.mark.parametrize("name", [info.name for info in ENCODERS])
-def test_every_installed_encoder_is_lossless_and_keeps_text(name: str) -> None:
+def test_every_installed_encoder_is_lossless_and_keeps_text(name: str, mode: str) -> None:
     encoder = available().get(name)
     if encoder is None:
         pytest.skip(f"{name} is not installed")
-    image = pixels()
+    image = pixels() if mode == "RGB" else with_alpha(pixels())
     decoded = decode(with_text(encoder(image), TEXT))
-    assert decoded.size == (300, 200) and decoded.mode == "RGB"
+    assert decoded.size == (300, 200) and decoded.mode == mode
     assert np.array_equal(np.asarray(decoded), image)
     assert {key: decoded.text[key] for key in TEXT} == TEXT
 

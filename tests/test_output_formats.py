@@ -129,32 +129,6 @@ def test_other_formats_are_refused_naming_the_supported_ones(gpt: openai.OpenAI)
     )
 
 
-@pytest.mark.parametrize(
-    ("output_format", "message"),
-    [
-        ("png", "Transparent background is not supported for this model."),
-        ("webp", "Transparent background is not supported for this model."),
-        (
-            "jpeg",
-            "Transparent background is not supported with the 'jpeg' output format. "
-            "Use 'png' or 'webp'.",
-        ),
-    ],
-)
-def test_transparent_background_is_refused_naming_background(
-    gpt: openai.OpenAI, output_format: Literal["png", "jpeg", "webp"], message: str
-) -> None:
-    with pytest.raises(openai.BadRequestError) as excinfo:
-        gpt.images.generate(
-            model="gpt-image-1",
-            prompt="a cat",
-            background="transparent",
-            output_format=output_format,
-        )
-    assert (excinfo.value.param, excinfo.value.code) == ("background", "invalid_value")
-    assert error_body(excinfo.value)["message"] == message
-
-
 @pytest.mark.parametrize("background", ["auto", "opaque"])
 def test_auto_and_opaque_backgrounds_are_reported_as_opaque(
     gpt: openai.OpenAI, background: Literal["auto", "opaque"]

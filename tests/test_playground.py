@@ -200,3 +200,93 @@ def test_playground_works_on_a_phone(browser: Browser, server: RunningServer, ap
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(ARTIFACTS / "playground-phone.png"), full_page=True)
     assert problems == []
+
+
+def signed_in(browser: Browser, server: RunningServer, api_key: str) -> tuple[Page, list[str]]:
+    page, problems = open_page(browser, server, viewport={"width": 1360, "height": 900})
+    page.fill("#api-key", api_key)
+    page.click("#save-key")
+    expect(page.locator("#model option[value='gpt-image-1']")).to_have_count(1)
+    return page, problems
+
+
+@pytest.mark.browser
+def test_playground_offers_the_gpt_output_controls(
+    browser: Browser, server: RunningServer, api_key: str
+) -> None:
+    page, problems = signed_in(browser, server, api_key)
+    # dall-e models: no GPT controls.
+    page.select_option("#model", "dall-e-2")
+    expect(page.locator("#output-format")).to_be_hidden()
+    expect(page.locator("#background")).to_be_hidden()
+
+    page.select_option("#model", "gpt-image-1")
+    expect(page.locator("#response-format")).to_be_hidden()
+    assert option_values(page, "quality") == ["low", "medium", "high"]
+    assert option_values(page, "output-format") == ["png", "jpeg", "webp"]
+    assert option_values(page, "background") == ["transparent", "opaque", "auto"]
+    # Compression is for jpeg and webp; a transparent jpeg cannot be asked for.
+    expect(page.locator("#output-compression")).to_be_hidden()
+    page.select_option("#output-format", "jpeg")
+    expect(page.locator("#output-compression")).to_be_visible()
+    expect(page.locator("#background option[value='transparent']")).to_be_disabled()
+
+    page.select_option("#output-format", "webp")
+    page.select_option("#quality", "low")
+    page.select_option("#background", "opaque")
+    page.fill("#output-compression", "50")
+    page.fill("#prompt", "a kite over the dunes")
+    with page.expect_request("**/v1/images/generations") as sent:
+        page.click("#generate")
+    assert sent.value.post_data_json == {
+        "model": "gpt-image-1",
+        "prompt": "a kite over the dunes",
+        "size": "1024x1024",
+        "quality": "low",
+        "n": 1,
+        "output_format": "webp",
+        "background": "opaque",
+        "output_compression": 50,
+    }
+    expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
+    page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")
+    assert natural_size(page, "#results img") == (1024, 1024)
+    download = page.locator("#results a", has_text="Download")
+    assert (download.get_attribute("href") or "").startswith("data:image/webp;base64,")
+    assert (download.get_attribute("download") or "").endswith(".webp")
+    assert problems == []
+
+
+@pytest.mark.browser
+def test_playground_streams_partial_images_as_they_arrive(
+    browser: Browser, server: RunningServer, api_key: str
+) -> None:
+    """Needs the server side of streaming (OpenAI's image_generation.* events)."""
+    page, problems = signed_in(browser, server, api_key)
+    page.select_option("#model", "gpt-image-1")
+    expect(page.locator("#stream")).to_be_visible()
+    page.check("#stream")
+    page.select_option("#partial-images", "2")
+    page.fill("#prompt", "a lantern in the fog")
+    # Previews are replaced by the final image once it arrives: record each one as it appears.
+    page.evaluate(
+        """() => {
+        window.previewsSeen = [];
+        new MutationObserver(() => {
+          for (const img of document.querySelectorAll('#results img[data-partial-index]')) {
+            if (!window.previewsSeen.includes(img.dataset.partialIndex)) {
+              window.previewsSeen.push(img.dataset.partialIndex);
+            }
+          }
+        }).observe(document.querySelector('#results'), { childList: true, subtree: true });
+        }"""
+    )
+    with page.expect_request("**/v1/images/generations") as sent:
+        page.click("#generate")
+    body = sent.value.post_data_json
+    assert body is not None and (body["stream"], body["partial_images"]) == (True, 2)
+    expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
+    assert page.evaluate("window.previewsSeen") == ["0", "1"]
+    page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")
+    assert natural_size(page, "#results img") == (1024, 1024)
+    assert problems == []

@@ -178,6 +178,12 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(
         default=60.0, gt=0, description="Seconds a request may take to send its body; later, 408."
     )
+    matting_model: str = Field(
+        default="onnx-community/BiRefNet-ONNX",
+        description="The background-matting model that makes `background: transparent` images: a "
+        "hub id or a directory in the layout of onnx-community's BiRefNet ONNX exports. Empty "
+        "switches transparent backgrounds off (400).",
+    )
     api_docs: bool = Field(
         default=False,
         description="Serve /docs and /openapi.json (the public API only; admin routes are never "

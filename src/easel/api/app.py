@@ -21,7 +21,9 @@ from easel.api.state import AppServices
 from easel.background import cancel_and_wait
 from easel.catalog import Catalog
 from easel.db.database import Database
+from easel.engine.device import best_device
 from easel.engine.engine import Engine
+from easel.engine.matting import MattingModel
 from easel.engine.types import ImageEngine
 from easel.keys.store import KeyStore
 from easel.limits.limiter import Limiter
@@ -54,6 +56,9 @@ def build_services(
         limiter=Limiter(database, reservation_ttl_seconds=settings.reservation_ttl_seconds),
         usage=usage,
         usage_writer=UsageWriter(usage),
+        matting=MattingModel(settings.matting_model, best_device())
+        if settings.matting_model
+        else None,
     )
 
 

@@ -36,6 +36,13 @@ def capabilities(spec: ModelSpec, app_services: AppServices) -> dict[str, Any]:
         "response_formats": [] if spec.is_gpt_image else list(RESPONSE_FORMATS),
         "family": spec.family,
         "output_formats": list(accepted_values(spec.family)["output_format"]),
+        # Transparent only while the server has a background-matting model.
+        "backgrounds": [
+            background
+            for background in accepted_values(spec.family)["background"]
+            if background != "transparent" or app_services.matting is not None
+        ],
+        "streams": True in accepted_values(spec.family)["stream"],
         "free_sizes": spec.has_free_sizes,
         "returns_revised_prompt": spec.returns_revised_prompt,
         "seed": {"min": 0, "max": MAX_SEED},

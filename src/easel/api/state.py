@@ -8,6 +8,7 @@ from fastapi import Request
 
 from easel.catalog import Catalog
 from easel.db.database import Database
+from easel.engine.matting import MattingModel
 from easel.engine.types import ImageEngine
 from easel.keys.store import KeyStore
 from easel.limits.limiter import Limiter
@@ -28,6 +29,8 @@ class AppServices:
     limiter: Limiter
     usage: UsageStore
     usage_writer: UsageWriter
+    # None when the operator switched transparent backgrounds off.
+    matting: MattingModel | None
 
 
 def services(request: Request) -> AppServices:

@@ -1,17 +1,23 @@
-"""Milliseconds per 1024x1024 PNG for every installed encoder, on one thread (one core)."""
+"""Milliseconds per 1024x1024 image on one thread (one core): every installed PNG encoder, each
+output format as served (PNG, JPEG, WebP; opaque and transparent), and the background matte."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from easel.catalog.output import DEFAULT_COMPRESSION, IMAGE_FORMATS, ImageFormat
 from easel.encoding.chunks import with_text
 from easel.encoding.encoders import ENCODERS, available, serving_encoder
+from easel.encoding.formats import encode_image
 
 SIDE = 1024
 # Every encoder gets the same text chunks a served image carries.
@@ -34,6 +40,62 @@ def test_image() -> tuple[np.ndarray, str]:
         smooth = np.stack([x / 4, y / 4, (x + y) / 8], axis=-1) % 256
         noise = np.random.default_rng(0).normal(0, 6, smooth.shape)
         return np.clip(smooth + noise, 0, 255).astype(np.uint8), "synthetic gradient with noise"
+
+
+def _median_ms(work: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return round(float(np.median(times)) * 1000, 2)
+
+
+def measure_formats(pixels: np.ndarray, repeats: int = 20) -> dict[str, Any]:
+    """Each output format as a served image is encoded (default `output_compression`, the text as
+    XMP or PNG chunks), opaque (RGB) and transparent (RGBA, png and webp only)."""
+    alpha = np.linspace(0, 255, pixels.shape[1], dtype=np.uint8)[np.newaxis].repeat(SIDE, axis=0)
+    variants = {"opaque": pixels, "transparent": np.dstack((pixels, alpha))}
+    results: dict[str, Any] = {}
+    for background, image in variants.items():
+        for image_format in IMAGE_FORMATS:
+            if background == "transparent" and image_format == "jpeg":
+                continue
+
+            def encode(
+                image: np.ndarray = image, image_format: ImageFormat = image_format
+            ) -> bytes:
+                return encode_image(image, _TEXT, image_format, DEFAULT_COMPRESSION)
+
+            results[f"{image_format} {background}"] = {
+                "median_ms": _median_ms(encode, repeats),
+                "bytes": len(encode()),
+            }
+    png_ms = results["png opaque"]["median_ms"]
+    for entry in results.values():
+        entry["within_png_cost"] = entry["median_ms"] <= png_ms
+    return results
+
+
+def measure_matting(pixels: np.ndarray, repeats: int = 5) -> dict[str, Any]:
+    """What cutting out one 1024x1024 image costs on the CPU with the tiny random-weight matting
+    model (the real BiRefNet costs far more: this measures Easel's pre- and post-processing)."""
+    import torch
+
+    from easel.devtools.tiny_pipelines import build_tiny_matting
+    from easel.engine.matting import MattingModel
+
+    with tempfile.TemporaryDirectory(prefix="easel-matting-") as tmp:
+        model = MattingModel(str(build_tiny_matting(Path(tmp))), torch.device("cpu"))
+
+        def cut_out() -> None:
+            asyncio.run(model.cut_out([pixels]))
+
+        cut_out()  # loads the model
+        return {
+            "model": "tiny random-weight BiRefNet stand-in",
+            "median_ms": _median_ms(cut_out, repeats),
+        }
 
 
 def measure(repeats: int = 20) -> dict[str, Any]:
@@ -69,4 +131,22 @@ def measure(repeats: int = 20) -> dict[str, Any]:
         "size": f"{SIDE}x{SIDE}",
         "serving_encoder": serving_encoder()[0],
         "encoders": results,
+        "formats": measure_formats(pixels, repeats),
+        "matting": measure_matting(pixels),
     }
+
+
+def summary(results: dict[str, Any]) -> list[str]:
+    """One line per measurement of `measure`'s results, for the benchmark's log."""
+    lines = [
+        f"  {name}: {entry['median_ms']} ms, {entry['bytes']} bytes"
+        for name, entry in results["encoders"].items()
+        if entry["installed"]
+    ]
+    lines.append("Output formats as served, 1024x1024, one thread")
+    lines += [
+        f"  {name}: {entry['median_ms']} ms, {entry['bytes']} bytes"
+        for name, entry in results["formats"].items()
+    ]
+    lines.append(f"Background matte, 1024x1024 on the CPU: {results['matting']['median_ms']} ms")
+    return lines

@@ -167,9 +167,8 @@ def run_all(
     )
     say("PNG encoders, 1024x1024, one thread")
     encoding = encoders.measure()
-    for name, entry in encoding["encoders"].items():
-        if entry["installed"]:
-            say(f"  {name}: {entry['median_ms']} ms, {entry['bytes']} bytes")
+    for line in encoders.summary(encoding):
+        say(line)
     results: dict[str, Any] = {
         "machine": described,
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

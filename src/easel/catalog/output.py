@@ -31,14 +31,14 @@ OUTPUT_VALUES: dict[str, tuple[object, ...]] = {
 # The most partial images a streamed request may ask for (OpenAI's limit).
 MAX_PARTIAL_IMAGES = 3
 
-# The GPT families take every format, compression and moderation level, and stream; transparent
-# backgrounds are not served yet.
+# The GPT families take every format, compression, background and moderation level, and stream.
 GPT_OUTPUT_VALUES: dict[str, tuple[object, ...]] = {
     **OUTPUT_VALUES,
     "stream": (False, True),
     "partial_images": tuple(range(MAX_PARTIAL_IMAGES + 1)),
     "output_format": IMAGE_FORMATS,
     "output_compression": tuple(range(101)),
+    "background": ("transparent", "opaque", "auto"),
     "moderation": ("low", "auto"),
 }
 
@@ -66,8 +66,9 @@ class OutputPlan:
     format: ImageFormat = "png"
     # 0-100 as OpenAI's `output_compression`: 100 keeps the most detail.
     compression: int = DEFAULT_COMPRESSION
-    # What the response reports: `auto` resolves to the only background Easel makes.
-    background: str = "opaque"
+    # What the response reports. OpenAI's `auto` lets its model choose; here it is opaque, since a
+    # cut-out drops part of the picture and is made only when asked for.
+    background: Literal["transparent", "opaque"] = "opaque"
 
 
 def accepted_values(family: Family) -> dict[str, tuple[object, ...]]:
@@ -78,8 +79,14 @@ def accepted_values(family: Family) -> dict[str, tuple[object, ...]]:
 def output_plan(family: Family, request: OutputRequest) -> OutputPlan:
     """The request's output, or a 400 naming the first field `family` cannot honour."""
     supported_values = accepted_values(family)
-    if request.background == "transparent" and family != "dall-e":
-        raise _transparent_refusal(request.output_format)
+    # OpenAI's own refusal comes before the per-field ones (dall-e models refuse `transparent` as
+    # a value like any other).
+    if (
+        family != "dall-e"
+        and request.background == "transparent"
+        and request.output_format == "jpeg"
+    ):
+        raise transparent_refusal("jpeg")
     for param, value in asdict(request).items():
         supported = supported_values[param]
         # By type too: the JSON 0 is not false.
@@ -96,17 +103,20 @@ def output_plan(family: Family, request: OutputRequest) -> OutputPlan:
             if request.output_compression is not None
             else DEFAULT_COMPRESSION
         ),
+        background="transparent" if request.background == "transparent" else "opaque",
     )
 
 
-def _transparent_refusal(output_format: str | None) -> InvalidRequestError:
+def transparent_refusal(output_format: str | None) -> InvalidRequestError:
+    """OpenAI's 400 for a transparent background in `output_format`, or from a server whose
+    background-matting model is switched off."""
     if output_format == "jpeg":
         message = (
             "Transparent background is not supported with the 'jpeg' output format. "
             "Use 'png' or 'webp'."
         )
     else:
-        # OpenAI's wording for a model without transparency; Easel has no matting model yet.
+        # OpenAI's wording for a model without transparency.
         message = "Transparent background is not supported for this model."
     return InvalidRequestError(message, param="background", code="invalid_value")
 

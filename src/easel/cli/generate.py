@@ -29,10 +29,13 @@ from easel.errors import EaselError
 
 # PyTorch and diffusers load only when this command runs: the CLI's other commands start without.
 if TYPE_CHECKING:
+    import numpy as np
     from diffusers import DiffusionPipeline
 
     from easel.api.images.protocol import ImageJob
+    from easel.catalog.output import OutputPlan
     from easel.engine.engine import Engine
+    from easel.engine.matting import MattingModel
     from easel.engine.types import GeneratedImage
 
 err = Console(stderr=True)
@@ -53,9 +56,23 @@ def generate(
         int | None,
         typer.Option(help="Make it reproducible; image i uses seed + i. Default: random."),
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the PNG files to.")] = Path(
-        "."
-    ),
+    output_format: Annotated[
+        str | None,
+        typer.Option(help="png, jpeg or webp (GPT image models); sets the files' extension."),
+    ] = None,
+    output_compression: Annotated[
+        int | None, typer.Option(help="0-100, the jpeg or webp quality (GPT image models).")
+    ] = None,
+    background: Annotated[
+        str | None,
+        typer.Option(
+            help="transparent, opaque or auto (GPT image models); transparent cuts the subject "
+            "out with the background-matting model (EASEL_MATTING_MODEL)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory to write the image files to.")
+    ] = Path("."),
     image: Annotated[
         list[Path] | None,
         typer.Option(
@@ -75,13 +92,14 @@ def generate(
     config: ConfigOption = None,
     model_source: ModelSourceOption = None,
 ) -> None:
-    """Generate (or, with --image, edit) images locally and write them as PNG files; prints the
+    """Generate (or, with --image, edit) images locally and write them as image files; prints the
     paths it wrote."""
     from easel.engine.engine import Engine
 
     # The server's engine, scheduler included, with the EASEL_* batch settings; no deadline: the
     # user is watching the progress bar.
-    scheduler = replace(settings_from_flags("generate").scheduler_config(), deadline_seconds=None)
+    settings = settings_from_flags("generate")
+    scheduler = replace(settings.scheduler_config(), deadline_seconds=None)
     catalog = build_catalog(config, model_source)
     body: dict[str, Any] = {
         "prompt": prompt,
@@ -91,6 +109,9 @@ def generate(
         "quality": quality,
         "style": style,
         "seed": seed,
+        "output_format": output_format,
+        "output_compression": output_compression,
+        "background": background,
     }
     if mask is not None and not image:
         err.print("[red]easel generate: --mask needs an --image to apply to[/red]")
@@ -98,10 +119,12 @@ def generate(
     try:
         job = _job(catalog, body, image or [], mask)
     except EaselError as exc:
-        option = f"--{exc.param}: " if exc.param and exc.param != "prompt" else ""
+        option = f"--{exc.param.replace('_', '-')}: " if exc.param and exc.param != "prompt" else ""
         err.print(f"[red]easel generate: {option}{exc.message}[/red]")
         raise typer.Exit(2) from exc
     plan = job.plan
+    output = job.output
+    matting = _matting(settings.matting_model) if output.background == "transparent" else None
     # The engine logs faults with tracebacks for server operators; here the command reports them
     # itself, in one line.
     engine_log = logging.getLogger("easel")
@@ -113,9 +136,12 @@ def generate(
         images = _run(engine, pipe, plan, job.seed)
     finally:
         asyncio.run(engine.shutdown())
+    pixels = [image.pixels for image in images]
+    if matting is not None:
+        pixels = asyncio.run(matting.cut_out(pixels))
     try:
         out.mkdir(parents=True, exist_ok=True)
-        paths = write_pngs(images, plan, out)
+        paths = write_images(images, pixels, plan, output, out)
     except OSError as exc:
         err.print(f"[red]easel generate: cannot write to {out}: {exc}[/red]")
         raise typer.Exit(1) from exc
@@ -172,6 +198,29 @@ def _load(engine: Engine, spec: ModelSpec) -> DiffusionPipeline:
             raise typer.Exit(1) from exc
 
 
+def _matting(source: str) -> MattingModel:
+    """The background-matting model, loaded before any image is made; the command stops with the
+    reason when it is switched off or cannot load."""
+    from easel.engine.device import best_device
+    from easel.engine.matting import MattingModel
+
+    if not source:
+        err.print(
+            "[red]easel generate: --background: transparent backgrounds are switched off "
+            "(EASEL_MATTING_MODEL is empty)[/red]"
+        )
+        raise typer.Exit(2)
+    matting = MattingModel(source, best_device())
+    with err.status(f"Loading the background-matting model {source} ..."):
+        try:
+            asyncio.run(matting.ready())
+        except EaselError as exc:
+            reason = f"cannot load the background-matting model {source}: {matting.load_error}"
+            err.print(f"[red]easel generate: {escape(reason)}[/red]")
+            raise typer.Exit(1) from exc
+    return matting
+
+
 def _run(
     engine: Engine, pipe: DiffusionPipeline, plan: GenerationPlan, seed: int | None
 ) -> list[GeneratedImage]:
@@ -195,20 +244,27 @@ def _run(
             raise typer.Exit(1) from exc
 
 
-def write_pngs(images: list[GeneratedImage], plan: GenerationPlan, out: Path) -> list[Path]:
-    """Write each image as `<model>-<seed>.png` in `out`, never over an existing file."""
-    from easel.encoding import encode_png, png_text
+def write_images(
+    images: list[GeneratedImage],
+    pixels: list[np.ndarray],
+    plan: GenerationPlan,
+    output: OutputPlan,
+    out: Path,
+) -> list[Path]:
+    """Write each image's `pixels` as `<model>-<seed>.<format>` in `out`, never over an existing
+    file."""
+    from easel.encoding import encode_image, png_text
 
     paths = []
-    for image in images:
-        png = encode_png(image.pixels, png_text(plan, image))
+    for image, image_pixels in zip(images, pixels, strict=True):
+        file = encode_image(image_pixels, png_text(plan, image), output.format, output.compression)
         attempt = 0
         while True:
             suffix = f"-{attempt}" if attempt else ""
-            path = out / f"{plan.model}-{image.seed}{suffix}.png"
+            path = out / f"{plan.model}-{image.seed}{suffix}.{output.format}"
             try:
                 with open(path, "xb") as handle:  # "x": an earlier run's file is never replaced
-                    handle.write(png)
+                    handle.write(file)
                 break
             except FileExistsError:
                 attempt += 1

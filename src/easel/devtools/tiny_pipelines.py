@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers import (
     AutoencoderKL,
@@ -403,3 +404,63 @@ def _scheduler() -> EulerDiscreteScheduler:
         timestep_spacing="leading",
         steps_offset=1,
     )
+
+
+def build_tiny_matting(directory: Path, *, seed: int = 0) -> Path:
+    """A random-weight background-matting model in the layout of onnx-community's BiRefNet
+    exports: `onnx/model.onnx` taking `input_image` (1x3x1024x1024, normalised RGB) to
+    `output_image` (1x1x1024x1024 logits), and its `preprocessor_config.json`. Two 3x3
+    convolutions stand in for BiRefNet, so its matte varies across the image as a real one does."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from easel.engine.matting import IMAGENET_MEAN, IMAGENET_STD, MODEL_FILE, PREPROCESSOR_FILE
+
+    side = 1024
+    hidden = 4
+    rng = np.random.default_rng(seed)
+    weights = [
+        numpy_helper.from_array(array.astype(np.float32), name)
+        for name, array in (
+            ("conv1.weight", rng.normal(0, 0.3, (hidden, 3, 3, 3))),
+            ("conv1.bias", rng.normal(0, 0.1, hidden)),
+            ("conv2.weight", rng.normal(0, 0.3, (1, hidden, 3, 3))),
+            ("conv2.bias", np.zeros(1)),
+        )
+    ]
+
+    def conv(inputs: list[str], output: str) -> onnx.NodeProto:
+        # 3x3, padded to keep the size.
+        return helper.make_node("Conv", inputs, [output], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+
+    graph = helper.make_graph(
+        [
+            conv(["input_image", "conv1.weight", "conv1.bias"], "hidden"),
+            helper.make_node("Relu", ["hidden"], ["hidden_relu"]),
+            conv(["hidden_relu", "conv2.weight", "conv2.bias"], "output_image"),
+        ],
+        "tiny_birefnet",
+        [helper.make_tensor_value_info("input_image", TensorProto.FLOAT, [1, 3, side, side])],
+        [helper.make_tensor_value_info("output_image", TensorProto.FLOAT, [1, 1, side, side])],
+        initializer=weights,
+    )
+    # IR version 8 goes with opset 17, which every ONNX Runtime of the last years reads.
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    (directory / MODEL_FILE).parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, directory / MODEL_FILE)
+    (directory / PREPROCESSOR_FILE).write_text(
+        json.dumps(
+            {
+                "do_normalize": True,
+                "do_rescale": True,
+                "do_resize": True,
+                "image_mean": list(IMAGENET_MEAN),
+                "image_std": list(IMAGENET_STD),
+                "rescale_factor": 1 / 255,
+                "size": {"width": side, "height": side},
+            },
+            indent=2,
+        )
+    )
+    return directory

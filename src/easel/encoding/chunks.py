@@ -47,11 +47,16 @@ def up_filtered(pixels: np.ndarray) -> np.ndarray:
     return out
 
 
+# PNG colour types by channel count: truecolour, truecolour with alpha.
+_COLOUR_TYPES = {3: 2, 4: 6}
+
+
 def write_png(pixels: np.ndarray, deflate: Callable[[Any], bytes]) -> bytes:
-    """An 8-bit RGB PNG of an HxWx3 uint8 array; `deflate` makes the zlib stream."""
+    """An 8-bit RGB or RGBA PNG of an HxWx3 or HxWx4 uint8 array; `deflate` makes the zlib
+    stream."""
     height, width, channels = pixels.shape
-    if channels != 3 or pixels.dtype != np.uint8:
-        raise ValueError("expected an HxWx3 uint8 array")
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit truecolour
+    if channels not in _COLOUR_TYPES or pixels.dtype != np.uint8:
+        raise ValueError("expected an HxWx3 or HxWx4 uint8 array")
+    header = struct.pack(">IIBBBBB", width, height, 8, _COLOUR_TYPES[channels], 0, 0, 0)
     body = deflate(up_filtered(np.ascontiguousarray(pixels)).data)
     return SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")

@@ -5,7 +5,8 @@ at their fastest useful levels take 30-120 ms (`easel bench`, bench/results/). E
 (on a pool thread), fpng took half the ISA-L writer's time on a 2-core AMD EPYC (1024x1024: 3.1-3.3
 against 6.9-11.6 ms; 512x512: 0.75 against 1.75 ms, smooth gradients with noise) for PNGs 9-16%
 larger, so it comes first where it has a wheel (x86-64) and the ISA-L writer serves elsewhere.
-Each returns a standard 8-bit RGB PNG of the pixels; text chunks are added by `encode_png`.
+Each returns a standard 8-bit RGB or RGBA PNG of the pixels (HxWx3 or HxWx4, as given); text
+chunks are added by `encode_png`.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ def _fpng() -> Encoder:
     import fpng_py
 
     def encode(pixels: np.ndarray) -> bytes:
-        height, width, _ = pixels.shape
+        height, width, channels = pixels.shape
         return bytes(
             fpng_py.fpng_encode_image_to_memory(
-                np.ascontiguousarray(pixels).tobytes(), width, height, 3
+                np.ascontiguousarray(pixels).tobytes(), width, height, channels
             )
         )
 
@@ -61,10 +62,9 @@ def _opencv(level: int) -> Callable[[], Encoder]:
         import cv2
 
         def encode(pixels: np.ndarray) -> bytes:
-            # OpenCV expects BGR channel order.
-            ok, buffer = cv2.imencode(
-                ".png", pixels[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, level]
-            )
+            # OpenCV expects BGR channel order, alpha (if any) last.
+            bgr = np.concatenate((pixels[:, :, 2::-1], pixels[:, :, 3:]), axis=2)
+            ok, buffer = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, level])
             if not ok:
                 raise RuntimeError("OpenCV could not encode the image")
             return buffer.tobytes()
@@ -78,7 +78,8 @@ def _pillow(level: int) -> Callable[[], Encoder]:
     def load() -> Encoder:
         def encode(pixels: np.ndarray) -> bytes:
             buffer = io.BytesIO()
-            Image.fromarray(pixels, mode="RGB").save(buffer, format="PNG", compress_level=level)
+            # RGB or RGBA, from the array's channel count.
+            Image.fromarray(pixels).save(buffer, format="PNG", compress_level=level)
             return buffer.getvalue()
 
         return encode
@@ -121,6 +122,7 @@ def serving_encoder() -> tuple[str, Encoder]:
 
 
 def encode_png(pixels: np.ndarray, text: dict[str, str]) -> bytes:
-    """An HxWx3 uint8 array as PNG bytes with `text` in iTXt chunks, by the fastest encoder."""
+    """An HxWx3 (RGB) or HxWx4 (RGBA) uint8 array as PNG bytes with `text` in iTXt chunks, by the
+    fastest encoder."""
     _, encoder = serving_encoder()
     return with_text(encoder(pixels), text)

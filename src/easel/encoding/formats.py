@@ -32,12 +32,13 @@ ET.register_namespace("easel", XMP_NAMESPACE)
 def encode_image(
     pixels: np.ndarray, text: dict[str, str], image_format: ImageFormat, compression: int
 ) -> bytes:
-    """An HxWx3 uint8 array in `image_format`, carrying `text`: PNG text chunks, else XMP.
-    `compression` (0-100, OpenAI's `output_compression`) is the JPEG/WebP quality."""
+    """An HxWx3 (RGB) or HxWx4 (RGBA: png and webp only) uint8 array in `image_format`, carrying
+    `text`: PNG text chunks, else XMP. `compression` (0-100, OpenAI's `output_compression`) is
+    the JPEG/WebP quality."""
     if image_format == "png":
         return encode_png(pixels, text)
     buffer = io.BytesIO()
-    image = Image.fromarray(pixels, mode="RGB")
+    image = Image.fromarray(pixels)
     if image_format == "jpeg":
         image.save(buffer, "JPEG", quality=min(compression, MAX_JPEG_QUALITY), xmp=xmp(text))
     else:

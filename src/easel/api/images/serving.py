@@ -19,6 +19,7 @@ from easel.api.images.protocol import (
     ImagesUsage,
 )
 from easel.api.state import AppServices
+from easel.catalog.output import transparent_refusal
 from easel.catalog.usage_tokens import generation_usage
 from easel.encoding import encode_image_async, png_text
 from easel.engine.types import Generation, PreviewRequest
@@ -67,6 +68,7 @@ async def serve_job(
     """Run a checked job within the key's limits, record its usage under `endpoint`, and answer
     with its images."""
     caller, base_url = requester.caller, requester.base_url
+    await ready_to_deliver(services, job)
     async with metered(services, caller, requester.user, job.plan, outcome, endpoint) as meter:
         generation = await generate(services, caller, job, meter)
         data = await _deliver_all(services, job, generation, base_url, meter)
@@ -102,15 +104,19 @@ async def generate(
     return generation
 
 
-async def encode_files(job: ImageJob, generation: Generation) -> list[bytes]:
-    """Each image as a file in the job's output format, its settings in the file."""
+async def encode_files(services: AppServices, job: ImageJob, generation: Generation) -> list[bytes]:
+    """Each image as a file in the job's output format (its background cut out where asked), its
+    settings in the file."""
     output = job.output
+    pixels = [image.pixels for image in generation.images]
+    if services.matting is not None and output.background == "transparent":
+        pixels = await services.matting.cut_out(pixels)
     return await asyncio.gather(
         *(
             encode_image_async(
-                image.pixels, png_text(job.plan, image), output.format, output.compression
+                image_pixels, png_text(job.plan, image), output.format, output.compression
             )
-            for image in generation.images
+            for image_pixels, image in zip(pixels, generation.images, strict=True)
         )
     )
 
@@ -120,7 +126,7 @@ async def _deliver_all(
 ) -> list[ImageData]:
     plan = job.plan
     with meter.encoding():
-        files = await encode_files(job, generation)
+        files = await encode_files(services, job, generation)
         data = [
             await _deliver(
                 services, file, job.response_format, base_url, plan.revised_prompt, image.seed
@@ -129,6 +135,17 @@ async def _deliver_all(
         ]
     meter.delivered = len(data)
     return data
+
+
+async def ready_to_deliver(services: AppServices, job: ImageJob) -> None:
+    """What delivering the job's images needs besides the engine, ready before any image is made
+    so that none is made that could not be delivered: for a transparent background the matting
+    model loaded (or a 400 when it is switched off, a 503 when it cannot load)."""
+    if job.output.background != "transparent":
+        return
+    if services.matting is None:
+        raise transparent_refusal(job.output.format)
+    await services.matting.ready()
 
 
 async def _deliver(

@@ -25,7 +25,7 @@ from easel.api.auth import Caller
 from easel.api.errors import GENERIC_SERVER_ERROR
 from easel.api.images.metering import CLIENT_CLOSED_REQUEST, Meter, Outcome, metered
 from easel.api.images.protocol import CompletedEvent, ImageJob, ImagesUsage, PartialImageEvent
-from easel.api.images.serving import encode_files, generate, validated
+from easel.api.images.serving import encode_files, generate, ready_to_deliver, validated
 from easel.api.state import AppServices
 from easel.catalog.usage_tokens import generation_usage
 from easel.encoding import encode_image_async
@@ -90,6 +90,7 @@ async def open_stream(
     response that streams its events. `exits` holds what must close when the request ends (its
     request counter); the generation takes it over."""
     request, job = validated(services, body, caller, outcome)
+    await ready_to_deliver(services, job)
     meter = await exits.enter_async_context(
         metered(services, caller, request.end_user, job.plan, outcome, GENERATIONS)
     )
@@ -148,7 +149,7 @@ async def _generate(
     finally:
         encoder.cancel()
     with meter.encoding():
-        files = await encode_files(job, generation)
+        files = await encode_files(services, job, generation)
     meter.delivered = len(files)
     return [
         _completed_event(job, file, usage)

@@ -1,5 +1,6 @@
 // The Easel playground: a client of the public API (/v1/models, /v1/images/generations) that keeps
-// the API key and a history of recent generations in this browser's localStorage.
+// the API key and a history of recent generations in this browser's localStorage. With streaming
+// on, it reads OpenAI's server-sent events and shows each partial image as it arrives.
 // Every text from the user or the server goes in through textContent or attributes, never as HTML.
 
 const KEY_STORAGE = "easel.apiKey";
@@ -80,23 +81,60 @@ class ApiError extends Error {
   }
 }
 
-async function api(path, options = {}) {
+async function readJson(response) {
+  try {
+    return await response.json();
+  } catch {
+    return null;
+  }
+}
+
+// The response to a request with the API key; an ApiError when the server refused it.
+async function send(path, options = {}) {
   const headers = { ...(options.headers || {}) };
   const key = apiKey();
   if (key) headers.Authorization = `Bearer ${key}`;
   const response = await fetch(path, { ...options, headers });
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    body = null;
-  }
   if (!response.ok) {
+    const body = await readJson(response);
     const error = body && body.error ? body.error : { message: `The server answered HTTP ${response.status}.` };
     throw new ApiError(response.status, error, response.headers.get("x-request-id"),
       response.headers.get("retry-after"));
   }
-  return body;
+  return response;
+}
+
+async function api(path, options = {}) {
+  return readJson(await send(path, options));
+}
+
+// Server-sent events as they arrive, each as {event, data}: fields are `name: value` lines, and a
+// blank line ends an event (the text/event-stream format).
+async function* serverEvents(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replace(/\r\n?/g, "\n");
+    let end = buffer.indexOf("\n\n");
+    while (end >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        const colon = line.indexOf(":");
+        if (colon === 0) continue; // a comment, such as a keep-alive
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (field === "event") event = text;
+        else if (field === "data") data.push(text);
+      }
+      if (data.length) yield { event, data: data.join("\n") };
+      end = buffer.indexOf("\n\n");
+    }
+  }
 }
 
 function errorTitle(status, error) {
@@ -170,6 +208,14 @@ function currentCaps() {
 function applyModel() {
   const caps = currentCaps();
   if (!caps) return;
+  // The GPT image models' output controls; dall-e models make opaque PNGs only.
+  const gpt = caps.output_formats.length > 1;
+  for (const field of document.querySelectorAll(".gpt-only")) field.hidden = !gpt;
+  $("response-format-field").hidden = caps.response_formats.length === 0;
+  setOptions($("output-format"), caps.output_formats, $("output-format").value || caps.output_formats[0]);
+  setOptions($("background"), caps.backgrounds, $("background").value || "auto");
+  $("stream-field").hidden = !gpt || !caps.streams;
+  applyOutputFormat();
   setOptions($("size"), caps.sizes, $("size").value || caps.default_size);
   if (!caps.sizes.includes($("size").value)) $("size").value = caps.default_size;
   setOptions($("quality"), caps.qualities, $("quality").value);
@@ -187,6 +233,17 @@ function applyModel() {
   updateCount();
 }
 
+// Compression applies to jpeg and webp; transparency to png and webp.
+function applyOutputFormat() {
+  const format = $("output-format").value;
+  const gpt = !$("output-format").closest(".field").hidden;
+  $("compression-field").hidden = !gpt || format === "png";
+  for (const option of $("background").options) {
+    option.disabled = option.value === "transparent" && format === "jpeg";
+  }
+  if ($("background").selectedOptions[0]?.disabled) $("background").value = "auto";
+}
+
 function updateCount() {
   $("prompt-count").textContent = String($("prompt").value.length);
 }
@@ -202,6 +259,18 @@ function requestBody() {
   // GPT image models refuse the field: they always answer b64_json.
   if (!caps || caps.response_formats.length) body.response_format = $("response-format").value;
   if (caps && caps.styles.length) body.style = $("style").value;
+  if (!$("output-format").closest(".field").hidden) {
+    body.output_format = $("output-format").value;
+    body.background = $("background").value;
+    const compression = $("output-compression").value.trim();
+    if (!$("compression-field").hidden && compression) {
+      body.output_compression = /^-?\d+$/.test(compression) ? Number(compression) : compression;
+    }
+    if (!$("stream-field").hidden && $("stream").checked) {
+      body.stream = true;
+      body.partial_images = Number($("partial-images").value);
+    }
+  }
   const n = $("n").value.trim();
   if (n) body.n = /^-?\d+$/.test(n) ? Number(n) : n;
   const seed = $("seed").value.trim();
@@ -264,12 +333,15 @@ async function generate(event) {
   setRunning(controller, body);
   startClock(started, body);
   try {
-    const result = await api("/v1/images/generations", {
+    const request = {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
       signal: controller.signal,
-    });
+    };
+    const result = body.stream
+      ? await streamImages(request, body)
+      : await api("/v1/images/generations", request);
     const seconds = (performance.now() - started) / 1000;
     stopClock(`Done in ${seconds.toFixed(1)} s.`);
     const cards = showResults(result, body, seconds);
@@ -287,20 +359,58 @@ async function generate(event) {
   }
 }
 
-function imageSource(item) {
-  return item.b64_json ? `data:image/png;base64,${item.b64_json}` : item.url;
+// OpenAI's streamed generation: partial images, then one completed event per image, each shown in
+// its placeholder as it arrives; the answer as a non-streamed request gives it.
+async function streamImages(request, body) {
+  const response = await send("/v1/images/generations", request);
+  const completed = [];
+  for await (const { event, data } of serverEvents(response)) {
+    if (data === "[DONE]") break;
+    const payload = JSON.parse(data);
+    if (event === "error" || payload.error) {
+      throw new ApiError(response.status, payload.error || {}, response.headers.get("x-request-id"), null);
+    }
+    if (payload.type === "image_generation.partial_image") {
+      showPreview(completed.length, payload, `Preview ${payload.partial_image_index + 1} of ${body.partial_images}`);
+    } else if (payload.type === "image_generation.completed") {
+      completed.push(payload);
+      showPreview(completed.length - 1, payload, "Done");
+    }
+  }
+  if (!completed.length) throw new Error("The stream ended before any image arrived.");
+  const last = completed[completed.length - 1];
+  return {
+    data: completed.map((item) => ({ b64_json: item.b64_json, seed: item.seed })),
+    output_format: last.output_format,
+    background: last.background,
+  };
+}
+
+function showPreview(index, payload, label) {
+  const slot = $("results").children[index];
+  if (!slot) return;
+  const img = el("img", { src: imageSource(payload, payload.output_format), alt: label, title: label });
+  if (payload.type === "image_generation.partial_image") img.dataset.partialIndex = String(payload.partial_image_index);
+  slot.replaceChildren(img);
+  slot.classList.add("preview");
+}
+
+function imageSource(item, format) {
+  return item.b64_json ? `data:image/${format || "png"};base64,${item.b64_json}` : item.url;
 }
 
 function showResults(result, body, seconds) {
+  const format = result.output_format || "png";
   const cards = result.data.map((item, index) => {
-    const img = el("img", { src: imageSource(item), alt: body.prompt, loading: "eager" });
+    const img = el("img", { src: imageSource(item, format), alt: body.prompt, loading: "eager" });
+    if (result.background === "transparent") img.classList.add("transparent");
     img.dataset.index = String(index);
     const meta = el("div", { class: "meta" });
     if (item.revised_prompt) {
       meta.append(el("p", { class: "revised", text: item.revised_prompt, title: "Revised prompt" }));
     }
     const facts = el("div", { class: "facts" },
-      el("span", { class: "seed", text: `seed ${item.seed}` }),
+      el("span", { class: "seed", text: item.seed === undefined ? "seed unknown" : `seed ${item.seed}` }),
       el("span", { text: body.size }),
       el("span", { class: "took", text: `${seconds.toFixed(1)} s` }));
     const reuse = el("button", { type: "button", class: "secondary small", text: "Use seed" });
@@ -310,8 +420,8 @@ function showResults(result, body, seconds) {
     });
     const download = el("a", {
       class: "button small",
-      href: imageSource(item),
-      download: `easel-${body.model}-${item.seed}.png`,
+      href: imageSource(item, format),
+      download: `easel-${body.model}-${item.seed}.${format}`,
       text: "Download",
     });
     meta.append(facts, el("div", { class: "card-actions" }, reuse, download));
@@ -370,6 +480,8 @@ async function remember(body, result, seconds, cards) {
     style: body.style || null,
     n: result.data.length,
     response_format: body.response_format,
+    output_format: body.output_format,
+    background: body.background,
     seeds: result.data.map((item) => item.seed),
     seconds: Math.round(seconds * 10) / 10,
     thumbnail: first,
@@ -408,9 +520,11 @@ function restore(entry) {
   }
   $("prompt").value = entry.prompt;
   for (const [id, value] of [["size", entry.size], ["quality", entry.quality], ["style", entry.style],
-    ["response-format", entry.response_format]]) {
+    ["response-format", entry.response_format], ["output-format", entry.output_format],
+    ["background", entry.background]]) {
     if (value && [...$(id).options].some((o) => o.value === value)) $(id).value = value;
   }
+  applyOutputFormat();
   $("n").value = String(entry.n);
   $("seed").value = String(entry.seeds[0]);
   updateCount();
@@ -425,6 +539,7 @@ function start() {
   $("generate-form").addEventListener("submit", generate);
   $("cancel").addEventListener("click", () => state.running && state.running.abort());
   $("model").addEventListener("change", applyModel);
+  $("output-format").addEventListener("change", applyOutputFormat);
   $("prompt").addEventListener("input", updateCount);
   $("prompt").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("generate-form").requestSubmit();
