@@ -29,6 +29,7 @@ from easel.engine.engine import Engine
 from easel.engine.memory import MemoryBudget, device_memory_bytes
 from easel.engine.pipeline_weights import estimate_bytes, loaded_bytes
 from easel.engine.types import ModelState
+from easel.errors import DeadlineExceededError
 from easel.settings import Settings, SettingsError, load_settings
 from tests.cli import run_easel
 from tests.server import create_key, start_server
@@ -197,6 +198,31 @@ async def test_no_request_is_lost_while_two_models_take_turns(
     assert state.evictions >= 1 and state.peak_bytes <= budget and state.waiting == 0
     # Requests that waited for room count it as queue time.
     assert max(generation.timing.queued_seconds for generation in generations) > 0
+
+
+@pytest.mark.anyio
+async def test_a_pipeline_whose_requests_gave_up_while_it_waited_for_room_keeps_serving(
+    tiny_sd: Path, pipeline_bytes: int
+) -> None:
+    catalog = Catalog([spec("waits", tiny_sd)])
+    engine = engine_with_budget(catalog, pipeline_bytes * 3 // 2)
+    # Another model (a stand-in for a matting model) holds the whole budget while it runs.
+    other = StandIn("other", engine.memory_budget.total_bytes)
+    await asyncio.to_thread(engine.memory_budget.acquire, other, other.size)
+    other.loaded = True
+    try:
+        with pytest.raises(DeadlineExceededError):
+            await engine.generate(plan(catalog, "waits"), seed=1, deadline_seconds=0.5)
+        engine.memory_budget.done(other)
+        # The pipeline now loads for a request that is gone; its batcher must stay up for the next.
+        await asyncio.to_thread(_settled, engine)
+        await asyncio.sleep(0.1)
+        batcher = engine.workers["waits"].scheduler._task
+        assert batcher is not None and not batcher.done()
+        generation = await engine.generate(plan(catalog, "waits"), seed=1)
+    finally:
+        await engine.shutdown()
+    assert len(generation.images) == 1 and not other.loaded
 
 
 @pytest.mark.anyio

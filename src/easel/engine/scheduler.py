@@ -250,7 +250,9 @@ class BatchScheduler:
                 self._fail_pending()
                 continue
             try:
-                await self._wait_for_company(pipe)
+                # The requests may have given up while the pipeline loaded or waited for memory.
+                if self._pending:
+                    await self._wait_for_company(pipe)
                 if not self._pending:
                     continue
                 key, parts = self._take_batch(pipe)
