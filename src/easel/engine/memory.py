@@ -40,7 +40,8 @@ class BudgetedModel(Protocol):
         ...
 
     def resident_bytes(self) -> int:
-        """Bytes it holds on the budget's device now; 0 when nothing is loaded."""
+        """Bytes it holds on the budget's device now; 0 when nothing is loaded. Called under the
+        budget's lock: a stored number, not a measurement."""
         ...
 
     def release(self) -> None:

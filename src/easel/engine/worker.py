@@ -64,8 +64,8 @@ class PipelineWorker:
             finished=self._finished,
         )
         self._pipe: DiffusionPipeline | None = None
-        # What the pipeline holds on the device once loaded; its estimate from the weight files
-        # (measured once, on the worker thread) until then.
+        # What the loaded pipeline holds (0 while none is), and what a load needs: estimated once
+        # from the weight files, on the worker thread.
         self._bytes = 0
         self._load_bytes: int | None = None
         # Too big for the whole budget on an accelerator: it runs with model CPU offload.
