@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 from annotated_types import Ge, Gt, Le
-from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic import AfterValidator, ByteSize, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -157,6 +157,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds a request may take before it is cancelled with 504; 0: no deadline.",
     )
+    memory_budget: ByteSize | None = Field(
+        default=None,
+        gt=0,
+        description="Device memory the loaded models may hold together (RAM on a CPU), e.g. "
+        "40GB, 300MB, 1.5GiB or bytes; to load another, the least recently used idle one is "
+        "released. Unset: the device's memory less a fifth (at least 2 GiB, at most half).",
+    )
 
     max_connections: int = Field(
         default=512,
@@ -205,7 +212,7 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_dir / 'easel.db'}"
 
     def scheduler_config(self) -> SchedulerConfig:
-        """Each model's queue and batch limits, as the engine takes them."""
+        """Each model's queue and batch limits and the memory budget, as the engine takes them."""
         return SchedulerConfig(
             queue_images=self.queue_images,
             batch_images=self.batch_images,
@@ -213,6 +220,7 @@ class Settings(BaseSettings):
             batch_wait_seconds=self.batch_wait_ms / 1000,
             adaptive_batch_size=self.adaptive_batch_size,
             deadline_seconds=self.deadline_seconds or None,
+            memory_budget_bytes=self.memory_budget,
         )
 
     def signing_secret(self) -> bytes:
@@ -295,6 +303,8 @@ def _accepted_values(field: FieldInfo) -> str | None:
     """What a setting of a plain type accepts, in words (`an integer from 1 to 65535`); None for
     text, whose rules say in their own messages what they want."""
     annotation = field.annotation
+    if annotation == ByteSize | None:
+        return "a size such as 40GB, 300MB or 1.5GiB, or a number of bytes above 0"
     if get_origin(annotation) is Literal:
         return "one of " + ", ".join(str(choice) for choice in get_args(annotation))
     if annotation is bool:

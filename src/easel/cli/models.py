@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -15,6 +16,8 @@ from easel.errors import NotFoundError
 
 models_app = typer.Typer(help="List, download and remove model weights.", no_args_is_help=True)
 err = Console(stderr=True)
+
+READYZ_TIMEOUT_SECONDS = 10.0
 
 NameArgument = Annotated[
     str, typer.Argument(help="A catalog model name (e.g. dall-e-2) or a hub id (org/name).")
@@ -30,10 +33,29 @@ def build_catalog(config: ConfigOption, model_source: ModelSourceOption) -> Cata
         raise typer.Exit(2) from exc
 
 
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        metavar="URL",
+        help="A running server's base URL (e.g. http://127.0.0.1:8000): list its models' state "
+        "and the memory they hold instead.",
+    ),
+]
+
+
 @models_app.command("list")
-def list_models(config: ConfigOption = None, model_source: ModelSourceOption = None) -> None:
+def list_models(
+    config: ConfigOption = None,
+    model_source: ModelSourceOption = None,
+    server: ServerOption = None,
+) -> None:
     """Each catalog model: its source, whether its weights are here and their size, its model
-    family with the languages and prompt tokens its text encoder reads, licence and sizes."""
+    family with the languages and prompt tokens its text encoder reads, licence and sizes; with
+    --server, what a running server has loaded."""
+    if server is not None:
+        _list_loaded(server)
+        return
     # easel.weights loads diffusers: imported by the commands that use it, not at the CLI's start.
     from easel.engine.families import family_for_source
     from easel.weights import local_weights
@@ -67,6 +89,45 @@ def list_models(config: ConfigOption = None, model_source: ModelSourceOption = N
             spec.name, spec.source, present, size, *facts, spec.licence, ", ".join(spec.sizes)
         )
     Console(width=None if sys.stdout.isatty() else 240).print(table)
+
+
+def _list_loaded(server: str) -> None:
+    """The server's models as its /readyz reports them: state, and the memory budget's residents."""
+    url = server.rstrip("/") + "/readyz"
+    try:
+        # /readyz answers 503 while a model loads: its body still says what is loaded.
+        readiness = httpx.get(url, timeout=READYZ_TIMEOUT_SECONDS).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        err.print(f"[red]easel models list: cannot read {url}: {exc}[/red]")
+        raise typer.Exit(1) from exc
+    memory = readiness.get("memory")
+    residents = {
+        model: resident
+        for resident in (memory or {}).get("resident", [])
+        for model in resident["models"]
+    }
+    table = Table("model", "state", "resident", "holds", "last used")
+    for model, state in readiness.get("models", {}).items():
+        resident = residents.get(model)
+        if resident is None:
+            table.add_row(model, state, "no", "-", "-")
+            continue
+        how = "offloaded" if resident["offloaded"] else "yes"
+        table.add_row(
+            model,
+            state,
+            f"{how}, in use" if resident["in_use"] else how,
+            human_size(resident["bytes"]),
+            resident["last_used"],
+        )
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.print(table)
+    if memory is not None:
+        console.print(
+            f"memory budget ({memory['device']}): {human_size(memory['used_bytes'])} used of "
+            f"{human_size(memory['budget_bytes'])}, at most {human_size(memory['peak_bytes'])} "
+            f"at once; {memory['evictions']} released to make room"
+        )
 
 
 @models_app.command("pull")

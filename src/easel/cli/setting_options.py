@@ -32,6 +32,7 @@ SETTING_FLAGS: Mapping[str, str] = {
     "batch_wait_ms": "--batch-wait-ms",
     "adaptive_batch_size": "--adaptive-batch-size/--fixed-batch-size",
     "deadline_seconds": "--deadline",
+    "memory_budget": "--memory-budget",
     "max_connections": "--max-connections",
     "max_header_bytes": "--max-header-bytes",
     "header_timeout_seconds": "--header-timeout",

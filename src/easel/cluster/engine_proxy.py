@@ -20,7 +20,7 @@ from ray.serve.handle import DeploymentHandle
 from easel.background import cancel_and_wait
 from easel.catalog import GenerationPlan
 from easel.cluster.model import ModelReplica, ReplicaState
-from easel.engine.types import Generation, ModelState, PreviewRequest
+from easel.engine.types import EngineMemory, Generation, ModelState, PreviewRequest
 from easel.errors import EaselError, RateLimitError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,10 @@ class DeploymentEngine:
 
     def load_seconds(self) -> dict[str, float | None]:
         return {name: replica.load_seconds for name, replica in self._states.items()}
+
+    def memory(self) -> EngineMemory | None:
+        """Each replica has its own budget, in its own process: the ingress holds no models."""
+        return None
 
     async def _poll_states(self) -> None:
         # Sync callers (/readyz, /v1/models, metrics) read a cache: a Ray call per read would block.

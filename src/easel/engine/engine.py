@@ -1,8 +1,9 @@
 """The in-process engine: one worker per pipeline, shared by the catalog names that point at it,
-on one device."""
+on one device, within one memory budget."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -12,8 +13,17 @@ from easel.catalog import Catalog, GenerationPlan
 from easel.engine.device import best_device, dtype_for
 from easel.engine.family_presets import fit_presets_to_families
 from easel.engine.loader import PipelineKey
-from easel.engine.types import Generation, ModelState, PreviewRequest, SchedulerConfig
+from easel.engine.memory import MemoryBudget, default_budget_bytes
+from easel.engine.types import (
+    EngineMemory,
+    Generation,
+    ModelState,
+    PreviewRequest,
+    SchedulerConfig,
+)
 from easel.engine.worker import PipelineWorker
+
+log = logging.getLogger(__name__)
 
 
 class Engine:
@@ -30,11 +40,21 @@ class Engine:
         fit_presets_to_families(catalog)
         self.device = device or best_device()
         dtype = dtype_for(self.device)
+        # Every model on the device counts against it: pipelines, and any other model (matting,
+        # prompt rewriting) that takes part through `memory.BudgetedModel`.
+        self.memory_budget = MemoryBudget(
+            config.memory_budget_bytes or default_budget_bytes(self.device)
+        )
+        log.info(
+            "memory budget: %d MB of %s memory for loaded models",
+            self.memory_budget.total_bytes // 1_000_000,
+            self.device.type,
+        )
         names_by_pipeline: dict[PipelineKey, list[str]] = {}
         for spec in catalog:
             names_by_pipeline.setdefault(PipelineKey.of(spec.source), []).append(spec.name)
         self.pipelines = {
-            key: PipelineWorker(key, tuple(names), self.device, dtype, config)
+            key: PipelineWorker(key, tuple(names), self.device, dtype, config, self.memory_budget)
             for key, names in names_by_pipeline.items()
         }
         # Each catalog name's worker: names sharing a pipeline share the worker.
@@ -68,6 +88,15 @@ class Engine:
     def load_seconds(self) -> dict[str, float | None]:
         """How long each model's last successful load took (None while it has none)."""
         return {name: worker.load_seconds for name, worker in self.workers.items()}
+
+    def memory(self) -> EngineMemory:
+        workers = {worker.name: worker for worker in self.pipelines.values()}
+        return EngineMemory(
+            device=self.device.type,
+            budget=self.memory_budget.state(),
+            models={name: worker.names for name, worker in workers.items()},
+            offloaded=frozenset(name for name, worker in workers.items() if worker.offloaded),
+        )
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per model: what its pipeline's scheduler did (for every name sharing the pipeline), and

@@ -99,7 +99,9 @@ class BatchScheduler:
     """Queue and batcher of one pipeline, for its catalog `names`. `load` returns the pipeline
     (loading it if needed) or None when it cannot be loaded, and `unavailable(name)` is then the
     error for a request of that name; `load` and every batch run on `executor`, the pipeline's one
-    thread. Metrics stay per name: each name's queue depth, the batches that served it."""
+    thread. After each pipeline `load` returned, `finished` is called once the batcher no longer
+    uses it (its batch is over, or there was none to run). Metrics stay per name: each name's queue
+    depth, the batches that served it."""
 
     def __init__(
         self,
@@ -108,6 +110,8 @@ class BatchScheduler:
         executor: Executor,
         load: Callable[[], DiffusionPipeline | None],
         unavailable: Callable[[str], EaselError],
+        *,
+        finished: Callable[[], None],
     ) -> None:
         self.names = names
         # What log lines about the pipeline as a whole call it.
@@ -118,6 +122,7 @@ class BatchScheduler:
         self._executor = executor
         self._load = load
         self._unavailable = unavailable
+        self._finished = finished
         self._pending: list[Job] = []
         self._running_images = 0
         self._wakeup: asyncio.Event | None = None
@@ -252,14 +257,19 @@ class BatchScheduler:
             if pipe is None:
                 self._fail_pending()
                 continue
-            await self._wait_for_company(pipe)
-            if not self._pending:
-                continue
-            key, parts = self._take_batch(pipe)
             try:
-                await self._run(loop, pipe, key, parts)
-            except Exception:  # the batcher must outlive any fault, or the pipeline stops serving
-                log.exception("%s: batcher fault", _models(parts), extra=_naming(parts))
+                # The requests may have given up while the pipeline loaded or waited for memory.
+                if self._pending:
+                    await self._wait_for_company(pipe)
+                if not self._pending:
+                    continue
+                key, parts = self._take_batch(pipe)
+                try:
+                    await self._run(loop, pipe, key, parts)
+                except Exception:  # the batcher must outlive any fault, or the pipeline stops
+                    log.exception("%s: batcher fault", _models(parts), extra=_naming(parts))
+            finally:
+                self._finished()
 
     def _fail_pending(self) -> None:
         """The pipeline cannot be loaded: every waiting request fails, naming its own model."""

@@ -16,6 +16,8 @@ from easel.catalog import GenerationPlan
 if TYPE_CHECKING:
     import torch
 
+    from easel.engine.memory import MemoryState
+
 # Seeds are unsigned 32-bit integers, the range every client and numpy's generators accept.
 MAX_SEED = 2**32 - 1
 
@@ -68,8 +70,8 @@ class PreviewRequest:
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """Limits of one pipeline's queue (shared by the names that use it), filled in from the server's
-    settings (the defaults' home)."""
+    """Limits of each pipeline's queue (shared by the names that use it) and of the memory all the
+    engine's pipelines share, filled in from the server's settings (the defaults' home)."""
 
     queue_images: int  # images waiting (not yet running) before new requests get 429
     batch_images: int  # most images in one pipeline call
@@ -77,11 +79,27 @@ class SchedulerConfig:
     batch_wait_seconds: float  # longest wait for company when the model is idle
     adaptive_batch_size: bool  # limit batches to the size measured fastest (batch_sizing.py)
     deadline_seconds: float | None  # a request still unfinished then is cancelled; None: never
+    # Bytes of device memory the loaded models may hold together; None: the device's memory less a
+    # margin (memory.default_budget_bytes).
+    memory_budget_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class EngineMemory:
+    """The engine's memory budget as operators read it: the budget's state, and for each resident
+    that is a pipeline the catalog names it serves and whether it runs offloaded."""
+
+    device: str
+    budget: MemoryState
+    models: dict[str, tuple[str, ...]]  # resident name -> catalog names
+    offloaded: frozenset[str]  # resident names running with model CPU offload
 
 
 class ModelState(StrEnum):
     LOADING = "loading"
     READY = "ready"
+    # Not loaded (it did not fit at start, or was released to make room): the next request loads it.
+    UNLOADED = "unloaded"
     FAILED = "failed"
 
 
@@ -115,6 +133,10 @@ class ImageEngine(Protocol):
 
     def load_seconds(self) -> dict[str, float | None]:
         """How long each model's last successful load took (None while it has none)."""
+        ...
+
+    def memory(self) -> EngineMemory | None:
+        """What the memory budget holds; None where the engine holds no models itself."""
         ...
 
     async def shutdown(self) -> None: ...

@@ -1,4 +1,5 @@
-"""One pipeline's worker: loads it once, then batches the requests of every catalog name on it."""
+"""One pipeline's worker: loads it within the memory budget, then batches the requests of every
+catalog name on it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from diffusers import DiffusionPipeline
 
 from easel.catalog import GenerationPlan
 from easel.engine.generate import draw_seed
-from easel.engine.loader import ModelLoadError, PipelineKey, load_pipeline
+from easel.engine.loader import ModelLoadError, PipelineKey, load_pipeline, resolve_source
+from easel.engine.memory import MemoryBudget
+from easel.engine.pipeline_weights import (
+    drop_weights,
+    estimate_bytes,
+    largest_module_bytes,
+    loaded_bytes,
+)
 from easel.engine.scheduler import BatchScheduler
 from easel.engine.tuning import tune_for_serving
 from easel.engine.types import Generation, ModelState, PreviewRequest, SchedulerConfig
@@ -36,17 +44,32 @@ class PipelineWorker:
         device: torch.device,
         dtype: torch.dtype,
         config: SchedulerConfig,
+        budget: MemoryBudget,
     ) -> None:
         self.key = key
         self.names = names
+        # The budget's name for it: its catalog names.
+        self.name = "/".join(names)
         self.device = device
         self.dtype = dtype
         self.config = config
+        self.budget = budget
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"easel-{names[0]}")
         self.scheduler = BatchScheduler(
-            names, config, self._executor, self._ensure_loaded, self._unavailable
+            names,
+            config,
+            self._executor,
+            self._ensure_loaded,
+            self._unavailable,
+            finished=self._finished,
         )
         self._pipe: DiffusionPipeline | None = None
+        # What the loaded pipeline holds (0 while none is), and what a load needs: estimated once
+        # from the weight files, on the worker thread.
+        self._bytes = 0
+        self._load_bytes: int | None = None
+        # Too big for the whole budget on an accelerator: it runs with model CPU offload.
+        self.offloaded = False
         # Why the last load failed: for the operator (log, `easel generate`), never for clients.
         self.load_error: str | None = None
         self._failed_at = 0.0
@@ -54,7 +77,8 @@ class PipelineWorker:
         self.load_seconds: float | None = None
 
     def start_loading(self) -> None:
-        self._executor.submit(self._ensure_loaded)
+        """Load the pipeline now if it fits in the budget's free room; else on its first use."""
+        self._executor.submit(self._load_if_it_fits)
 
     async def generate(
         self,
@@ -78,40 +102,125 @@ class PipelineWorker:
 
     def pipeline(self, model: str) -> DiffusionPipeline:
         """The pipeline, loaded on the worker thread if need be, or 503 `model_unavailable` naming
-        `model`, the name it was asked for by."""
+        `model`, the name it was asked for by. Another model's load may release it later."""
         pipe = self._executor.submit(self._ensure_loaded).result()
         if pipe is None:
             raise self._unavailable(model)
+        self.budget.done(self)
         return pipe
+
+    def resident_bytes(self) -> int:
+        return self._bytes
+
+    def release(self) -> None:
+        """Drop the weights; called by the budget, only while no batch runs."""
+        pipe, self._pipe = self._pipe, None
+        self._bytes = 0
+        if self.state is not ModelState.FAILED:
+            self.state = ModelState.UNLOADED
+        if pipe is not None:
+            drop_weights(pipe, self.device)
+            log.info("released models %s from %s", ", ".join(self.names), self.device)
 
     async def shutdown(self) -> None:
         await self.scheduler.shutdown()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def _load_if_it_fits(self) -> None:
+        load_bytes = self._estimate()
+        if load_bytes is None:
+            return
+        if not self.budget.try_acquire(self, load_bytes):
+            self.state = ModelState.UNLOADED
+            log.info(
+                "models %s: not loaded at start (%d MB does not fit the memory budget's free "
+                "room); loading on first use",
+                ", ".join(self.names),
+                load_bytes // 1_000_000,
+            )
+            return
+        try:
+            self._load()
+        finally:
+            self.budget.done(self)
+
     def _ensure_loaded(self) -> DiffusionPipeline | None:
-        """The pipeline, loaded now if need be; None while it cannot be loaded. Runs on the worker
-        thread only, so loads never overlap."""
-        if self._pipe is not None:
-            return self._pipe
+        """The pipeline, loaded now if need be (waiting for room in the memory budget), and in use
+        until `_finished`; None while it cannot be loaded. Runs on the worker thread only, so loads
+        of one pipeline never overlap."""
         if self._backing_off():
             return None
+        load_bytes = self._estimate()
+        if load_bytes is None:
+            return None
+        self.budget.acquire(self, load_bytes)
+        if self._pipe is None:
+            self._load()
+        if self._pipe is None:
+            self.budget.done(self)
+        return self._pipe
+
+    def _finished(self) -> None:
+        """The batcher is done with the pipeline for now: the budget may release it."""
+        self.budget.done(self)
+
+    def _estimate(self) -> int | None:
+        """The bytes a load of the pipeline needs, from its weight files (fetched if need be);
+        None when its source cannot be had."""
+        if self._load_bytes is None:
+            try:
+                directory = resolve_source(self.key.source)
+            except ModelLoadError as exc:
+                self._fail(str(exc))
+                return None
+            self._load_bytes = estimate_bytes(directory, self.dtype)
+        return self._load_bytes
+
+    def _load(self) -> None:
+        """Load the pipeline, with room for it already acquired; on failure, note why."""
+        assert self._load_bytes is not None  # estimated before the room was acquired
         self.state = ModelState.LOADING
+        self.offloaded = self.device.type != "cpu" and not self.budget.fits(self._load_bytes)
         started = time.monotonic()
         try:
-            pipe = load_pipeline(self.key.source, self.device, self.dtype)
+            # An offloaded pipeline stays in RAM; its hooks move each component to the device
+            # while it runs.
+            pipe = load_pipeline(
+                self.key.source, torch.device("cpu") if self.offloaded else self.device, self.dtype
+            )
             tune_for_serving(pipe)
-            self._pipe = pipe
+            if self.offloaded:
+                pipe.enable_model_cpu_offload(device=self.device)
         except ModelLoadError as exc:
             self._fail(str(exc))
-            return None
+            return
         except Exception as exc:  # a broken pipeline must not take the server down
             log.exception("models %s failed to load", ", ".join(self.names))
             self._fail(f"{type(exc).__name__}: {exc}")
-            return None
+            return
+        self._pipe = pipe
+        self._bytes = largest_module_bytes(pipe) if self.offloaded else loaded_bytes(pipe)
+        self._warn_if_oversized()
         self.load_seconds = time.monotonic() - started
         self.load_error = None
         self.state = ModelState.READY
-        return self._pipe
+
+    def _warn_if_oversized(self) -> None:
+        assert self._load_bytes is not None
+        if self.budget.fits(self._load_bytes):
+            return
+        if self.offloaded:
+            consequence = "running it with model CPU offload: slower, but within the budget"
+        else:
+            # A CPU has no slower memory to offload to.
+            consequence = "loaded it whole anyway: on a CPU there is nowhere to offload it to"
+        log.warning(
+            "models %s need about %d MB, more than the whole memory budget of %d MB; %s",
+            ", ".join(self.names),
+            self._load_bytes // 1_000_000,
+            self.budget.total_bytes // 1_000_000,
+            consequence,
+        )
 
     def _backing_off(self) -> bool:
         """The last load failed too recently to try again."""

@@ -1,6 +1,7 @@
 """Prometheus metrics. The serving layer observes requests and their phases; the engine reports
 what only it knows (batch sizes, queue depth) through the `observe_*`/`set_*` functions below;
-model state, load times and accelerator memory are read from the engine when Prometheus scrapes."""
+model state, load times, the memory budget and accelerator memory are read from the engine when
+Prometheus scrapes."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from collections.abc import Iterable, Iterator
 
 import torch
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from easel.engine.memory import MemoryState
 from easel.engine.types import ImageEngine, ModelState
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 60, 120, 300)
@@ -85,7 +87,8 @@ def set_queue_depth(model: str, depth: int) -> None:
 
 
 class EngineCollector(Collector):
-    """Reads model states, load times and accelerator memory from the engine at scrape time."""
+    """Reads model states, load times, the memory budget and accelerator memory from the engine at
+    scrape time."""
 
     def __init__(self, engine: ImageEngine) -> None:
         self._engine = engine
@@ -108,10 +111,51 @@ class EngineCollector(Collector):
             if seconds is not None:
                 load.add_metric([model], seconds)
         yield load
+        memory = self._engine.memory()
+        if memory is not None:
+            yield from _budget_metrics(memory.budget)
         yield from _accelerator_memory(self._engine.device)
 
     def describe(self) -> Iterable[Metric]:
         return []
+
+
+def _budget_metrics(budget: MemoryState) -> Iterator[Metric]:
+    totals = GaugeMetricFamily(
+        "easel_memory_budget_bytes",
+        "The memory budget of loaded models: its total, what the residents hold now, and the most "
+        "they held at once.",
+        labels=["kind"],
+    )
+    totals.add_metric(["total"], float(budget.total_bytes))
+    totals.add_metric(["used"], float(budget.used_bytes))
+    totals.add_metric(["peak"], float(budget.peak_bytes))
+    yield totals
+    yield GaugeMetricFamily(
+        "easel_memory_waiting_models",
+        "Models waiting for room in the memory budget before they load.",
+        value=float(budget.waiting),
+    )
+    yield CounterMetricFamily(
+        "easel_memory_evictions",
+        "Idle models released to make room for another.",
+        value=float(budget.evictions),
+    )
+    resident = GaugeMetricFamily(
+        "easel_memory_resident_bytes",
+        "Bytes each resident model holds in the budget (a pipeline is named by its catalog names).",
+        labels=["resident"],
+    )
+    last_used = GaugeMetricFamily(
+        "easel_memory_resident_last_used_seconds",
+        "When each resident model was last used, in seconds since the epoch.",
+        labels=["resident"],
+    )
+    for model in budget.residents:
+        resident.add_metric([model.name], float(model.bytes))
+        last_used.add_metric([model.name], model.last_used)
+    yield resident
+    yield last_used
 
 
 def _accelerator_memory(device: torch.device) -> Iterator[Metric]:
