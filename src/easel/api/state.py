@@ -11,6 +11,7 @@ from easel.db.database import Database
 from easel.engine.types import ImageEngine
 from easel.keys.store import KeyStore
 from easel.limits.limiter import Limiter
+from easel.prompts.rewriter import PromptRewriter
 from easel.settings import Settings
 from easel.storage.images import ImageStore
 from easel.usage.store import UsageStore
@@ -28,6 +29,8 @@ class AppServices:
     limiter: Limiter
     usage: UsageStore
     usage_writer: UsageWriter
+    # None: prompts go to the pipeline as written (`--prompt-rewriter off`).
+    prompt_rewriter: PromptRewriter | None = None
 
 
 def services(request: Request) -> AppServices:

@@ -89,6 +89,7 @@ DEFAULT_MODELS: dict[str, dict[str, Any]] = {
         },
         "default_style": "vivid",
         "returns_revised_prompt": True,
+        "prompt_rewrite": "expand",
     },
     "gpt-image-1": with_family_defaults({"family": "gpt-image"}),
     "gpt-image-1.5": with_family_defaults({"family": "gpt-image"}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from dataclasses import replace
 from typing import Any
 
 from easel.api.auth import Caller
@@ -14,6 +15,7 @@ from easel.api.images.protocol import CreateImageRequest, ImageData, ImageJob, I
 from easel.api.state import AppServices
 from easel.encoding import encode_image_async, png_text
 from easel.limits.limiter import require_model
+from easel.prompts.revise import revise_prompt
 
 # Names the cluster replica that made a response's images, for operators tracing a request.
 REPLICA_HEADER = "x-easel-replica"
@@ -28,6 +30,7 @@ async def create_images(
     require_model(caller.key, spec.name)
     job = request.resolve(spec)
     async with metered(services, caller, request.end_user, job.plan, outcome) as meter:
+        job = replace(job, plan=await revise_prompt(services.prompt_rewriter, spec, job.plan))
         data = await _generate(services, caller, job, base_url, meter)
     response = ImagesResponse(created=int(time.time()), data=data)
     if spec.is_gpt_image:
