@@ -1,5 +1,6 @@
 """Prompts beyond the 77 tokens a CLIP text encoder reads, through the HTTP API on tiny SD and SDXL
 pipelines: every word reaches the image, negative prompts too, and a batch still runs as one call.
+Beyond an LLM encoder's limit (Z-Image), a prompt is refused, not cut.
 
 The tiny pipelines' CLIP tokenizer has one token per character, so a prompt's 78th token is its
 77th character (after the start token).
@@ -48,10 +49,12 @@ async def long_prompt_app(
     tmp_path_factory: pytest.TempPathFactory,
     tiny_sd: Path,
     tiny_sdxl: Path,
+    tiny_zimage: Path,
 ) -> AsyncIterator[InProcessApp]:
     catalog = Catalog(
         [
             _spec("sd", tiny_sd),
+            _spec("z-image", tiny_zimage),
             _spec("sdxl", tiny_sdxl),
             _spec("sd-avoid-red", tiny_sd, LONG_NEGATIVE + "red"),
             _spec("sd-avoid-blue", tiny_sd, LONG_NEGATIVE + "blue"),
@@ -107,3 +110,20 @@ async def test_a_long_and_a_short_prompt_share_one_pipeline_call(
     images = [decode_b64(images_of(result)[0].b64_json or "") for result in results]
     assert [image.text["prompt"] for image in images] == [long_prompt, short_prompt]
     assert {image.text["batch_images"] for image in images} == {"2"}
+
+
+async def test_a_prompt_beyond_an_llm_encoders_limit_is_refused_not_cut(
+    long_prompt_app: InProcessApp,
+) -> None:
+    # The tiny Qwen tokenizer never learnt this character: three byte tokens each, 900 in all,
+    # past Z-Image's 512.
+    with pytest.raises(openai.BadRequestError) as refused:
+        await long_prompt_app.sdk().images.generate(model="z-image", prompt="狗" * 300)
+    error = refused.value.body
+    assert isinstance(error, dict)
+    assert error["code"] == "string_above_max_length" and error["param"] == "prompt"
+    assert "maximum length 512 tokens" in error["message"]
+    result = await long_prompt_app.sdk().images.generate(
+        model="z-image", prompt="狗" * 100, response_format="b64_json"
+    )
+    assert images_of(result)[0].revised_prompt is None

@@ -7,9 +7,10 @@ import asyncio
 import logging
 
 from easel.catalog import GenerationPlan, ModelSpec
-from easel.engine.families import ENGLISH, family_for_source
+from easel.engine.families import ENGLISH, ModelFamily, family_for_source
 from easel.prompts.language import detect_language
 from easel.prompts.rewriter import PromptRewriter
+from easel.prompts.token_limits import check_prompt_tokens
 
 log = logging.getLogger(__name__)
 
@@ -18,12 +19,25 @@ async def revise_prompt(
     rewriter: PromptRewriter | None, spec: ModelSpec, plan: GenerationPlan
 ) -> GenerationPlan:
     """`plan` with its prompt rewritten as `spec` asks, or as it was (rewriter off or failed,
-    nothing to translate). An English prompt to an English encoder never reaches a translator."""
+    nothing to translate). An English prompt to an English encoder never reaches a translator.
+    Raises a 400 for a prompt longer than a T5 or LLM encoder reads."""
+    # Reading model_index.json may fetch it from the hub once: off the event loop.
+    family = await asyncio.to_thread(family_for_source, spec.source)
+    revised = await _rewritten(rewriter, spec, plan, family)
+    if family is not None:
+        await asyncio.to_thread(check_prompt_tokens, spec.source, family, revised.prompt)
+    return revised
+
+
+async def _rewritten(
+    rewriter: PromptRewriter | None,
+    spec: ModelSpec,
+    plan: GenerationPlan,
+    family: ModelFamily | None,
+) -> GenerationPlan:
     if rewriter is None or spec.prompt_rewrite == "off":
         return plan
     language = detect_language(plan.user_prompt)
-    # Reading model_index.json may fetch it from the hub once: off the event loop.
-    family = await asyncio.to_thread(family_for_source, spec.source)
     # A pipeline Easel has no facts about is taken to read English, as nearly all do.
     readable = family.languages if family is not None else ENGLISH
     if spec.prompt_rewrite == "translate" and language in readable:
