@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +27,7 @@ from prometheus_client import REGISTRY
 from easel.catalog import Catalog
 from easel.catalog.defaults import DEFAULT_MODELS
 from easel.devtools.tiny_chat_model import build_tiny_chat_model
+from easel.prompts.revise import revise_prompt
 from easel.prompts.rewriter import open_rewriter
 from easel.prompts.sources import LocalModelSource
 from easel.settings import Settings, SettingsError, load_settings
@@ -207,6 +209,32 @@ async def test_translation_only_for_prompts_the_encoder_cannot_read(
     assert text["prompt"] == "一只猫坐在窗台上"
     assert chat.prompts() == ["一只猫坐在窗台上"]
     assert chat.requests[0]["messages"][0]["content"].startswith("Translate")
+
+
+async def test_the_log_shows_a_rewrite_by_lengths_and_languages_unless_prompts_are_logged(
+    rewriting_app: InProcessApp,
+    chat: ChatServer,
+    tiny_sd: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="easel.prompts")
+    await _generate(rewriting_app.sdk(), "dall-e-2", "一只兔子在草地上")
+    [fields] = [vars(r) for r in caplog.records if r.getMessage() == "prompt rewritten (translate)"]
+    assert (fields["prompt_chars"], fields["prompt_language"]) == (8, "zh")
+    assert (fields["revised_chars"], fields["revised_language"]) == (len(TRANSLATION), "en")
+    assert "prompt" not in fields and "兔子" not in caplog.text
+    caplog.clear()
+    # With EASEL_LOG_PROMPTS, the texts too.
+    rewriter = open_rewriter(
+        chat.url, model="operator-model", timeout_seconds=TIMEOUT_SECONDS, log_prompts=True
+    )
+    spec = Catalog.build(overrides=[f"dall-e-2={tiny_sd}"]).get("dall-e-2")
+    plan = spec.plan(prompt="一只兔子在草地上", n=1, size=None, quality=None, style=None)
+    assert (await revise_prompt(rewriter, spec, plan)).prompt == TRANSLATION
+    [fields] = [vars(r) for r in caplog.records if r.getMessage() == "prompt rewritten (translate)"]
+    assert (fields["prompt"], fields["revised_prompt"]) == ("一只兔子在草地上", TRANSLATION)
+    assert rewriter is not None
+    await rewriter.close()
 
 
 async def test_equal_prompts_are_rewritten_once(

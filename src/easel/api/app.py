@@ -58,6 +58,7 @@ def build_services(
             settings.prompt_rewriter,
             model=settings.prompt_rewriter_model,
             timeout_seconds=settings.prompt_rewrite_timeout_seconds,
+            log_prompts=settings.log_prompts,
         ),
     )
 

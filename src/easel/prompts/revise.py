@@ -46,14 +46,13 @@ async def _rewritten(
     text = await rewriter.rewrite(spec.prompt_rewrite, plan.user_prompt, target)
     if text is None:
         return plan
-    log.info(
-        "prompt rewritten (%s)",
-        spec.prompt_rewrite,
-        extra={
-            "prompt_chars": len(plan.user_prompt),
-            "prompt_language": language,
-            "revised_chars": len(text),
-            "revised_language": detect_language(text),
-        },
-    )
+    fields: dict[str, object] = {
+        "prompt_chars": len(plan.user_prompt),
+        "prompt_language": language,
+        "revised_chars": len(text),
+        "revised_language": detect_language(text),
+    }
+    if rewriter.log_prompts:
+        fields.update(prompt=plan.user_prompt, revised_prompt=text)
+    log.info("prompt rewritten (%s)", spec.prompt_rewrite, extra=fields)
     return spec.revise(plan, text)

@@ -31,9 +31,13 @@ _THINKING = re.compile(r"<think>.*?</think>", re.DOTALL)
 class PromptRewriter:
     """Rewrites prompts through `source`; `rewrite` never raises for the source's failures."""
 
-    def __init__(self, source: RewriteSource, *, timeout_seconds: float) -> None:
+    def __init__(
+        self, source: RewriteSource, *, timeout_seconds: float, log_prompts: bool = False
+    ) -> None:
         self.source = source
         self.timeout_seconds = timeout_seconds
+        # Whether log lines about a prompt carry its text (EASEL_LOG_PROMPTS), not only its length.
+        self.log_prompts = log_prompts
         self._cache: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         self._unavailable_since: float | None = None
 
@@ -47,10 +51,14 @@ class PromptRewriter:
         text, failure = await self._ask(mode, prompt, language)
         if failure is not None:
             metrics.PROMPT_REWRITE_FALLBACKS.labels(failure).inc()
+            fields: dict[str, object] = {
+                "prompt_chars": len(prompt),
+                "prompt_language": detect_language(prompt),
+            }
+            if self.log_prompts:
+                fields["prompt"] = prompt
             log.warning(
-                "prompt rewrite failed (%s): the prompt goes on as written",
-                failure,
-                extra={"prompt_chars": len(prompt), "prompt_language": detect_language(prompt)},
+                "prompt rewrite failed (%s): the prompt goes on as written", failure, extra=fields
             )
             return None
         self._cache[key] = text
@@ -86,14 +94,17 @@ class PromptRewriter:
 
 
 def open_rewriter(
-    source: str, *, model: str | None, timeout_seconds: float
+    source: str, *, model: str | None, timeout_seconds: float, log_prompts: bool = False
 ) -> PromptRewriter | None:
     """The rewriter a `--prompt-rewriter` value names: an http(s)://.../v1 chat server (asked for
     `model`), a hub id or directory of a causal LM, or `off` (None)."""
     if source == OFF:
         return None
+    chosen: RewriteSource
     if source.startswith(("http://", "https://")):
         if model is None:
             raise ValueError("a chat-server prompt rewriter needs a model name")
-        return PromptRewriter(ChatServerSource(source, model), timeout_seconds=timeout_seconds)
-    return PromptRewriter(LocalModelSource(source), timeout_seconds=timeout_seconds)
+        chosen = ChatServerSource(source, model)
+    else:
+        chosen = LocalModelSource(source)
+    return PromptRewriter(chosen, timeout_seconds=timeout_seconds, log_prompts=log_prompts)
