@@ -318,3 +318,17 @@ async def test_the_in_process_rewriter_translates_through_a_local_model(
 def test_a_chat_server_rewriter_needs_a_model_name() -> None:
     with pytest.raises(SettingsError, match="EASEL_PROMPT_REWRITER_MODEL"):
         load_settings({"prompt_rewriter": "http://127.0.0.1:8080/v1"})
+
+
+def test_english_style_words_never_go_onto_a_prompt_in_another_language() -> None:
+    # dall-e-3 with the rewriter off or failed: the Chinese prompt goes as written, and says so.
+    spec = Catalog.build().get("dall-e-3")
+    plan = spec.plan(prompt=SEED_PROMPT, n=1, size=None, quality=None, style="vivid")
+    assert plan.prompt == plan.revised_prompt == SEED_PROMPT
+    vivid = spec.styles["vivid"]
+    assert (plan.guidance_scale, plan.negative_prompt) == (
+        vivid.guidance_scale,
+        vivid.negative_prompt,
+    )
+    english = spec.plan(prompt="a cat", n=1, size=None, quality=None, style="vivid")
+    assert english.prompt == vivid.prompt_template.format(prompt="a cat")

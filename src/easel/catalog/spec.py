@@ -172,10 +172,10 @@ class ModelSpec(BaseModel):
         preset = self.qualities[quality]
         style_preset, style = self._style(style)
 
+        pipeline_prompt = self._styled(prompt, style_preset)
         guidance = preset.guidance_scale
         if style_preset.guidance_scale is not None:
             guidance = style_preset.guidance_scale
-        pipeline_prompt = self._styled(prompt, style_preset)
         return GenerationPlan(
             model=self.name,
             prompt=pipeline_prompt,
