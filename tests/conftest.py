@@ -38,6 +38,9 @@ def _isolate_environment(patch: pytest.MonkeyPatch, data_dir: Path) -> None:
     for name in [name for name in os.environ if name.startswith(DEVELOPER_SETTINGS_PREFIXES)]:
         patch.delenv(name)
     patch.setenv("EASEL_DATA_DIR", str(data_dir))
+    # The built-in prompt rewriter's weights cannot be downloaded here: tests that rewrite set
+    # their own rewriter.
+    patch.setenv("EASEL_PROMPT_REWRITER", "off")
     # boto3 also reads ~/.aws: point it at files that do not exist.
     patch.setenv("AWS_CONFIG_FILE", str(data_dir / "no-aws-config"))
     patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(data_dir / "no-aws-credentials"))

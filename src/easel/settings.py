@@ -191,11 +191,40 @@ class Settings(BaseSettings):
         "hub id or a directory in the layout of onnx-community's BiRefNet ONNX exports. Empty "
         "switches transparent backgrounds off (400).",
     )
+    prompt_rewriter: str = Field(
+        default="Qwen/Qwen3-1.7B",
+        description="What rewrites prompts (translation for English-only text encoders, "
+        "dall-e-3's expansion): an http(s)://HOST/v1 URL of an OpenAI-compatible "
+        "chat-completions server, a hub id or directory of a small instruct model run in this "
+        "process, or off.",
+    )
+    prompt_rewriter_model: str | None = Field(
+        default=None,
+        description="The model name to ask a chat-server prompt rewriter for; needed with an "
+        "http(s) EASEL_PROMPT_REWRITER.",
+    )
+    prompt_rewrite_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a prompt rewrite may take; later, or on failure, the prompt goes "
+        "on as written.",
+    )
     api_docs: bool = Field(
         default=False,
         description="Serve /docs and /openapi.json (the public API only; admin routes are never "
         "listed).",
     )
+
+    @model_validator(mode="after")
+    def _rewriter_has_model(self) -> Self:
+        if self.prompt_rewriter.startswith(("http://", "https://")) and not (
+            self.prompt_rewriter_model
+        ):
+            raise ValueError(
+                "EASEL_PROMPT_REWRITER_MODEL must name the chat server's model when "
+                "EASEL_PROMPT_REWRITER is an http(s) URL"
+            )
+        return self
 
     @model_validator(mode="after")
     def _admin_key_is_safe(self) -> Self:

@@ -28,6 +28,7 @@ from easel.engine.types import ImageEngine
 from easel.keys.store import KeyStore
 from easel.limits.limiter import Limiter
 from easel.observability import metrics
+from easel.prompts.rewriter import open_rewriter
 from easel.settings import Settings
 from easel.storage.images import ImageStore, open_image_store
 from easel.usage.store import UsageStore
@@ -59,6 +60,12 @@ def build_services(
         matting=MattingModel(settings.matting_model, best_device())
         if settings.matting_model
         else None,
+        prompt_rewriter=open_rewriter(
+            settings.prompt_rewriter,
+            model=settings.prompt_rewriter_model,
+            timeout_seconds=settings.prompt_rewrite_timeout_seconds,
+            log_prompts=settings.log_prompts,
+        ),
     )
 
 
@@ -110,6 +117,8 @@ def create_app(
             # Requests have been answered by now: store every usage record before closing.
             await asyncio.to_thread(services.usage_writer.close)
             metrics.unregister(collector)
+            if services.prompt_rewriter is not None:
+                await services.prompt_rewriter.close()
             services.images.close()
             services.database.close()
 

@@ -12,6 +12,7 @@ from easel.engine.matting import MattingModel
 from easel.engine.types import ImageEngine
 from easel.keys.store import KeyStore
 from easel.limits.limiter import Limiter
+from easel.prompts.rewriter import PromptRewriter
 from easel.settings import Settings
 from easel.storage.images import ImageStore
 from easel.usage.store import UsageStore
@@ -31,6 +32,8 @@ class AppServices:
     usage_writer: UsageWriter
     # None when the operator switched transparent backgrounds off.
     matting: MattingModel | None
+    # None: prompts go to the pipeline as written (`--prompt-rewriter off`).
+    prompt_rewriter: PromptRewriter | None = None
 
 
 def services(request: Request) -> AppServices:

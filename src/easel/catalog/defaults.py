@@ -98,6 +98,7 @@ DEFAULT_MODELS: dict[str, dict[str, Any]] = {
         "returns_revised_prompt": True,
         # OpenAI never offered edits or variations with dall-e-3.
         "max_input_images": 0,
+        "prompt_rewrite": "expand",
     },
     "gpt-image-1": with_family_defaults({"family": "gpt-image"}),
     "gpt-image-1.5": with_family_defaults({"family": "gpt-image"}),

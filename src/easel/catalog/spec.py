@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -13,6 +14,7 @@ from easel.catalog.free_sizes import check_free_size
 from easel.catalog.output import Family, OutputPlan, OutputRequest, output_plan
 from easel.errors import InvalidRequestError, invalid_value, unknown_parameter
 from easel.images.inputs import InputFormat
+from easel.prompts.language import is_english
 
 # The GPT families' `size` and `quality` value that means the model's default.
 AUTO = "auto"
@@ -147,6 +149,10 @@ class ModelSpec(BaseModel):
     high_fidelity_strength: float = Field(default=0.45, gt=0.0, le=1.0)
     # How far a variation moves from its image; None: the model makes no variations.
     variation_strength: float | None = Field(default=None, gt=0.0, le=1.0)
+    # What the prompt rewriter does to a prompt before the pipeline reads it (easel.prompts):
+    # expand it into a detailed description, translate it when its text encoder cannot read its
+    # language, or nothing.
+    prompt_rewrite: Literal["expand", "translate", "off"] = "translate"
     deployment: DeploymentSpec = Field(default_factory=DeploymentSpec)
 
     @model_validator(mode="after")
@@ -193,7 +199,7 @@ class ModelSpec(BaseModel):
         preset = self.qualities[quality]
         style_preset, style = self._style(style)
 
-        pipeline_prompt = style_preset.prompt_template.format(prompt=prompt)
+        pipeline_prompt = self._styled(prompt, style_preset)
         guidance = preset.guidance_scale
         if style_preset.guidance_scale is not None:
             guidance = style_preset.guidance_scale
@@ -207,11 +213,35 @@ class ModelSpec(BaseModel):
             height=height,
             steps=preset.steps,
             guidance_scale=guidance,
-            revised_prompt=pipeline_prompt if self.returns_revised_prompt else None,
+            revised_prompt=self._revised(prompt, pipeline_prompt),
             user_prompt=prompt,
             quality=quality,
             style=style,
         )
+
+    def revise(self, plan: GenerationPlan, text: str) -> GenerationPlan:
+        """`plan` with the prompt rewriter's `text` in place of the user's prompt."""
+        style_preset = self.styles[plan.style] if plan.style is not None else StylePreset()
+        pipeline_prompt = self._styled(text, style_preset)
+        return replace(
+            plan,
+            prompt=pipeline_prompt,
+            revised_prompt=self._revised(plan.user_prompt, pipeline_prompt),
+        )
+
+    @staticmethod
+    def _styled(prompt: str, style_preset: StylePreset) -> str:
+        # The style templates are English words: a prompt in another language goes without them
+        # (its style still sets the guidance and the negative prompt).
+        if not is_english(prompt):
+            return prompt
+        return style_preset.prompt_template.format(prompt=prompt)
+
+    def _revised(self, prompt: str, pipeline_prompt: str) -> str | None:
+        # Whatever the pipeline reads instead of the user's prompt is shown, whichever the model.
+        if self.returns_revised_prompt or pipeline_prompt != prompt:
+            return pipeline_prompt
+        return None
 
     @property
     def is_gpt_image(self) -> bool:

@@ -55,6 +55,8 @@ def serve(
     header_timeout_seconds: Annotated[str | None, setting_option("header_timeout_seconds")] = None,
     body_timeout_seconds: Annotated[str | None, setting_option("body_timeout_seconds")] = None,
     api_docs: Annotated[bool | None, setting_option("api_docs")] = None,
+    prompt_rewriter: Annotated[str | None, setting_option("prompt_rewriter")] = None,
+    prompt_rewriter_model: Annotated[str | None, setting_option("prompt_rewriter_model")] = None,
 ) -> None:
     """Serve the OpenAI-compatible API. The admin API is enabled by EASEL_ADMIN_KEY."""
     settings = settings_from_flags(
@@ -80,6 +82,8 @@ def serve(
         header_timeout_seconds=header_timeout_seconds,
         body_timeout_seconds=body_timeout_seconds,
         api_docs=api_docs,
+        prompt_rewriter=prompt_rewriter,
+        prompt_rewriter_model=prompt_rewriter_model,
     )
     configure_logging(log_level, settings.log_format)
     # Imported here so `easel keys`, `usage` and `db` start without loading PyTorch.

@@ -38,6 +38,8 @@ SETTING_FLAGS: Mapping[str, str] = {
     "header_timeout_seconds": "--header-timeout",
     "body_timeout_seconds": "--body-timeout",
     "api_docs": "--api-docs/--no-api-docs",
+    "prompt_rewriter": "--prompt-rewriter",
+    "prompt_rewriter_model": "--prompt-rewriter-model",
 }
 
 

@@ -13,6 +13,7 @@ from diffusers import DiffusionPipeline
 
 from easel.engine.faults import check_injected_oom
 from easel.engine.pipeline_args import guidance_arguments
+from easel.engine.prompt_embeddings import with_long_prompts_encoded
 from easel.engine.types import GeneratedImage, highest_first_seed
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def run_batch(
     if _accepts(pipe, "callback_on_step_end"):
         kwargs["callback_on_step_end"] = _stop_when(abandoned, after_step)
     with torch.inference_mode():
-        images = pipe(**kwargs).images
+        images = pipe(**with_long_prompts_encoded(pipe, kwargs)).images
     results: list[list[GeneratedImage]] = []
     offset = 0
     for part in parts:

@@ -12,9 +12,10 @@ from diffusers import DiffusionPipeline
 
 log = logging.getLogger(__name__)
 
-# Loading patches torch.nn globally (accelerate's empty-weight initialisation), so two pipelines
-# loading at once in different threads corrupt each other: loads take turns.
-_LOAD_LOCK = threading.Lock()
+# Loading patches torch.nn globally (accelerate's empty-weight initialisation), so two models
+# loading at once in different threads corrupt each other: loads take turns (pipelines and the
+# prompt rewriter's model alike).
+LOAD_LOCK = threading.Lock()
 
 
 class ModelLoadError(RuntimeError):
@@ -70,7 +71,7 @@ def resolve_source(source: str) -> Path:
 def load_pipeline(source: str, device: torch.device, dtype: torch.dtype) -> DiffusionPipeline:
     """The pipeline class named in model_index.json, on `device` in `dtype`."""
     directory = resolve_source(source)
-    with _LOAD_LOCK:
+    with LOAD_LOCK:
         try:
             pipe = DiffusionPipeline.from_pretrained(directory, dtype=dtype)
         except Exception as exc:

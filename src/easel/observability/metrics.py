@@ -64,6 +64,12 @@ QUEUE_DEPTH = Gauge(
     "Requests waiting in the engine for their pipeline call to start.",
     ["model"],
 )
+PROMPT_REWRITE_FALLBACKS = Counter(
+    "easel_prompt_rewrite_fallbacks",
+    "Prompts that went to the pipeline as written because the rewriter failed, by reason "
+    "(timeout, error, unavailable).",
+    ["reason"],
+)
 IN_FLIGHT = Gauge(
     "easel_requests_in_flight",
     "Admitted requests not yet answered (waiting, generating or encoding).",

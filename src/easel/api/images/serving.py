@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from easel.api.auth import Caller
@@ -24,6 +24,7 @@ from easel.catalog.usage_tokens import generation_usage
 from easel.encoding import encode_image_async, png_text
 from easel.engine.types import Generation, PreviewRequest
 from easel.limits.limiter import require_model
+from easel.prompts.revise import revise_prompt
 from easel.usage.store import GENERATIONS, Endpoint
 
 # Names the cluster replica that made a response's images, for operators tracing a request.
@@ -70,6 +71,7 @@ async def serve_job(
     caller, base_url = requester.caller, requester.base_url
     await ready_to_deliver(services, job)
     async with metered(services, caller, requester.user, job.plan, outcome, endpoint) as meter:
+        job = await with_revised_prompt(services, job)
         generation = await generate(services, caller, job, meter)
         data = await _deliver_all(services, job, generation, base_url, meter)
     response = ImagesResponse(created=int(time.time()), data=data)
@@ -135,6 +137,13 @@ async def _deliver_all(
         ]
     meter.delivered = len(data)
     return data
+
+
+async def with_revised_prompt(services: AppServices, job: ImageJob) -> ImageJob:
+    """The job with its prompt as the pipeline will read it: rewritten where the model's catalog
+    entry asks for it (easel.prompts), else as it was."""
+    spec = services.catalog.get(job.plan.model)
+    return replace(job, plan=await revise_prompt(services.prompt_rewriter, spec, job.plan))
 
 
 async def ready_to_deliver(services: AppServices, job: ImageJob) -> None:

@@ -25,7 +25,13 @@ from easel.api.auth import Caller
 from easel.api.errors import GENERIC_SERVER_ERROR
 from easel.api.images.metering import CLIENT_CLOSED_REQUEST, Meter, Outcome, metered
 from easel.api.images.protocol import CompletedEvent, ImageJob, ImagesUsage, PartialImageEvent
-from easel.api.images.serving import encode_files, generate, ready_to_deliver, validated
+from easel.api.images.serving import (
+    encode_files,
+    generate,
+    ready_to_deliver,
+    validated,
+    with_revised_prompt,
+)
 from easel.api.state import AppServices
 from easel.catalog.usage_tokens import generation_usage
 from easel.encoding import encode_image_async
@@ -113,6 +119,7 @@ async def _produce(
     once the usage record is stored; or an error event."""
     try:
         async with exits:
+            job = await with_revised_prompt(services, job)
             completed = await _generate(services, caller, job, meter, events)
         for event in completed:
             events.put_nowait(event)
