@@ -22,9 +22,13 @@ NameArgument = Annotated[
 
 
 def build_catalog(config: ConfigOption, model_source: ModelSourceOption) -> Catalog:
-    """The catalog as `easel serve` would build it from the same file and overrides."""
+    """The catalog as `easel serve` would build it on this machine from the same file and
+    overrides."""
+    # Loads PyTorch to look at the device: imported by the commands that build a catalog.
+    from easel.engine.device import describe_machine
+
     try:
-        return Catalog.build(config, model_source or ())
+        return Catalog.build(config, model_source or (), describe_machine())
     except CatalogConfigError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -32,21 +36,48 @@ def build_catalog(config: ConfigOption, model_source: ModelSourceOption) -> Cata
 
 @models_app.command("list")
 def list_models(config: ConfigOption = None, model_source: ModelSourceOption = None) -> None:
-    """Each catalog model: its source, whether its weights are here and their size, licence and
-    sizes."""
+    """Each catalog model: its source (and decoder, and multi-image edits source), whether its
+    weights are here and their size, licence, commercial use, sizes, and why it runs that source.
+    """
     # easel.weights loads diffusers: imported by the commands that use it, not at the CLI's start.
     from easel.weights import local_weights
 
-    table = Table("model", "source", "weights here", "on disk", "licence", "sizes")
-    for spec in build_catalog(config, model_source):
+    catalog = build_catalog(config, model_source)
+    table = Table(
+        "model",
+        "source",
+        "weights here",
+        "on disk",
+        "licence",
+        "commercial use",
+        "decoder",
+        "edits source",
+        "sizes",
+        "chosen",
+    )
+    for spec in catalog:
         weights = local_weights(spec.source)
         if weights is None:
             present, size = "no", "-"
         else:
             present = "yes" if weights.has_pipeline_index else "incomplete"
             size = human_size(weights.size_bytes)
-        table.add_row(spec.name, spec.source, present, size, spec.licence, ", ".join(spec.sizes))
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+        origin = catalog.origin(spec.name)
+        table.add_row(
+            spec.name,
+            spec.source,
+            present,
+            size,
+            spec.licence,
+            spec.commercial_use,
+            spec.decoder or "-",
+            spec.edits_source or "-",
+            ", ".join(spec.sizes),
+            origin.partition(":")[0],
+        )
+    if catalog.builtin is not None:
+        table.caption = f"Built-in models: {catalog.builtin.reason}."
+    Console(width=None if sys.stdout.isatty() else 320).print(table)
 
 
 @models_app.command("pull")
