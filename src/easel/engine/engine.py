@@ -30,7 +30,8 @@ class Engine:
         dtype = dtype_for(self.device)
         names_by_pipeline: dict[PipelineKey, list[str]] = {}
         for spec in catalog:
-            names_by_pipeline.setdefault(PipelineKey.of(spec.source), []).append(spec.name)
+            key = PipelineKey.of(spec.source, spec.decoder)
+            names_by_pipeline.setdefault(key, []).append(spec.name)
         self.pipelines = {
             key: PipelineWorker(key, tuple(names), self.device, dtype, config)
             for key, names in names_by_pipeline.items()

@@ -96,7 +96,7 @@ class PipelineWorker:
         self.state = ModelState.LOADING
         started = time.monotonic()
         try:
-            pipe = load_pipeline(self.key.source, self.device, self.dtype)
+            pipe = load_pipeline(self.key.source, self.device, self.dtype, self.key.decoder)
             tune_for_serving(pipe)
             self._pipe = pipe
         except ModelLoadError as exc:
