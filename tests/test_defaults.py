@@ -18,7 +18,8 @@ from easel.cli.serve import log_choices
 from easel.engine.loader import ModelLoadError, load_pipeline
 from easel.settings import Settings
 from tests.cli import run_easel
-from tests.images import decode_b64, images_of
+from tests.hub_cache import add_to_hub_cache
+from tests.images import decode_b64, images_of, open_png
 from tests.inprocess import running_app
 from tests.server import start_server
 
@@ -221,3 +222,41 @@ def test_a_decoder_that_cannot_read_the_latents_is_refused(
 def test_a_decoder_directory_without_a_model_is_refused(tiny_sd: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"no config\.json"):
         load_pipeline(str(tiny_sd), torch.device("cpu"), torch.float32, str(tmp_path))
+
+
+def test_a_hub_decoder_is_pulled_with_its_pipeline_and_used_offline(
+    tmp_path: Path, tiny_sd: Path, tiny_taesd: Path
+) -> None:
+    hf_home = tmp_path / "hf"
+    add_to_hub_cache(hf_home / "hub", "easel-test/tiny-sd", tiny_sd)
+    add_to_hub_cache(hf_home / "hub", "easel-test/tiny-taesd", tiny_taesd)
+    config = tmp_path / "easel.yaml"
+    rules = "sizes: [256x256], default_size: 256x256"
+    config.write_text(
+        "models:\n"
+        f"  cached: {{source: easel-test/tiny-sd, decoder: easel-test/tiny-taesd, {rules}}}\n"
+        f"  uncached: {{source: easel-test/tiny-sd, decoder: easel-test/absent, {rules}}}\n"
+    )
+    env = {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
+    pulled = run_easel("models", "pull", "cached", "--config", str(config), env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    pipeline, decoder = (Path(line) for line in pulled.stdout.split())
+    assert (pipeline / "model_index.json").is_file() and (decoder / "config.json").is_file()
+    assert "models--easel-test--tiny-taesd" in str(decoder)
+    missing = run_easel("models", "pull", "uncached", "--config", str(config), env=env)
+    assert missing.returncode == 1
+    assert "could not fetch 'easel-test/absent'" in " ".join(missing.stderr.split())
+    generated = run_easel(
+        "generate",
+        "a fox",
+        "--model",
+        "cached",
+        "--config",
+        str(config),
+        "--out",
+        str(tmp_path / "out"),
+        env=env,
+    )
+    assert generated.returncode == 0, generated.stderr
+    with open_png(generated.stdout.strip()) as image:
+        assert image.size == (256, 256)

@@ -84,21 +84,29 @@ def list_models(config: ConfigOption = None, model_source: ModelSourceOption = N
 def pull_model(
     name: NameArgument, config: ConfigOption = None, model_source: ModelSourceOption = None
 ) -> None:
-    """Download a model's pipeline from the Hugging Face hub (only the files it needs;
-    resumable)."""
+    """Download a model's pipeline, and its decoder if it names one, from the Hugging Face hub
+    (only the files they need; resumable)."""
+    from easel.engine.loader import ModelLoadError, resolve_decoder
     from easel.weights import WeightsError, is_hub_id, pull
 
     source = _source(name, config, model_source)
     if not is_hub_id(source):
         err.print(f"{name} is served from the local directory {source}: nothing to download.")
-        return
-    err.print(f"Fetching {source} into the Hugging Face cache (HF_HOME) ...")
-    try:
-        path = pull(source)
-    except WeightsError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
-    typer.echo(str(path))
+    else:
+        err.print(f"Fetching {source} into the Hugging Face cache (HF_HOME) ...")
+        try:
+            typer.echo(str(pull(source)))
+        except WeightsError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+    decoder = _decoder(name, config, model_source)
+    if decoder is not None and is_hub_id(decoder):
+        err.print(f"Fetching its decoder {decoder} ...")
+        try:
+            typer.echo(str(resolve_decoder(decoder)))
+        except ModelLoadError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
 
 
 @models_app.command("rm")
@@ -146,6 +154,12 @@ def _source(name: str, config: ConfigOption, model_source: ModelSourceOption) ->
             "hub id of the form org/name.[/red]"
         )
         raise typer.Exit(2) from None
+
+
+def _decoder(name: str, config: ConfigOption, model_source: ModelSourceOption) -> str | None:
+    """The decoder of catalog model `name`; None for a bare hub id or a model without one."""
+    catalog = build_catalog(config, model_source)
+    return catalog.get(name).decoder if name in catalog.names() else None
 
 
 def human_size(size: float) -> str:
