@@ -47,7 +47,7 @@ Z_IMAGE = BuiltinModel(
     title="Z-Image-Turbo",
     weights={
         "source": Z_IMAGE_TURBO,
-        "licence": "Apache-2.0 (edits: FLUX.2 klein 4B, Apache-2.0)",
+        "licence": "Apache-2.0",
         "commercial_use": "allowed",
         "owned_by": "tongyi-mai",
     },
