@@ -77,7 +77,8 @@ def list_models(config: ConfigOption = None, model_source: ModelSourceOption = N
         )
     if catalog.builtin is not None:
         table.caption = f"Built-in models: {catalog.builtin.reason}."
-    Console(width=None if sys.stdout.isatty() else 320).print(table)
+    # Piped output is for grep: one line per model, however long its paths.
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)
 
 
 @models_app.command("pull")
