@@ -20,6 +20,7 @@ from easel.devtools.tiny_pipelines import (
     build_tiny_qwen_image,
     build_tiny_sd,
     build_tiny_sdxl,
+    build_tiny_taesd,
     build_tiny_zimage,
 )
 from easel.settings import Settings
@@ -74,6 +75,11 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_sdxl(tmp_path_factory.mktemp("pipelines") / "tiny-sdxl")
+
+
+@pytest.fixture(scope="session")
+def tiny_taesd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_taesd(tmp_path_factory.mktemp("decoders") / "tiny-taesd")
 
 
 @pytest.fixture(scope="session")

@@ -51,9 +51,11 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = loader.load_pipeline
 
-    def observed(source: str, device: torch.device, dtype: torch.dtype) -> DiffusionPipeline:
+    def observed(
+        source: str, device: torch.device, dtype: torch.dtype, decoder: str | None = None
+    ) -> DiffusionPipeline:
         seen.append(source)
-        return real(source, device, dtype)
+        return real(source, device, dtype, decoder)
 
     # The worker's own reference: that is the one it calls.
     monkeypatch.setattr("easel.engine.worker.load_pipeline", observed)

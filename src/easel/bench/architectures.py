@@ -1,4 +1,5 @@
-"""The real SD 1.5 and SDXL architectures with random weights, from their published configs.
+"""The real SD 1.5, SD-Turbo (SD 2.1) and SDXL architectures, and TAESD, with random weights, from
+their published configs.
 
 Cost does not depend on weight values, so these give true timings without downloading anything.
 The tokenizer is the tiny character-level one: prompts cost the same 77 tokens either way.
@@ -11,6 +12,7 @@ from pathlib import Path
 import torch
 from diffusers import (
     AutoencoderKL,
+    AutoencoderTiny,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
@@ -68,6 +70,13 @@ def _clip_config(
     )
 
 
+def _open_clip_h(tokenizer: CLIPTokenizer) -> CLIPTextConfig:
+    """OpenCLIP ViT-H/14's text tower, less its last layer (SD 2.x's encoder, so SD-Turbo's)."""
+    return _clip_config(
+        tokenizer, hidden=1024, layers=23, heads=16, intermediate=4096, projection=512, act="gelu"
+    )
+
+
 def _vae(sample_size: int, scaling_factor: float) -> AutoencoderKL:
     return AutoencoderKL(
         down_block_types=("DownEncoderBlock2D",) * 4,
@@ -103,6 +112,41 @@ def build_sd15(path: Path, dtype: torch.dtype, device: torch.device) -> Path:
             requires_safety_checker=False,
         )
     pipe.to(dtype=dtype).save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def build_sd_turbo(path: Path, dtype: torch.dtype, device: torch.device) -> Path:
+    """SD-Turbo: the SD 2.1 UNet (linear attention projections, 1024-wide cross-attention) at its
+    native 512 px, with the OpenCLIP-H text encoder."""
+    tokenizer = _write_tokenizer(path / "tokenizer")
+    with device:
+        unet = UNet2DConditionModel(
+            sample_size=64,
+            block_out_channels=(320, 640, 1280, 1280),
+            layers_per_block=2,
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+            cross_attention_dim=1024,
+            attention_head_dim=(5, 10, 20, 20),
+            use_linear_projection=True,
+        )
+        pipe = StableDiffusionPipeline(
+            vae=_vae(512, 0.18215),
+            text_encoder=CLIPTextModel(_open_clip_h(tokenizer)),
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=_scheduler(),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+    pipe.to(dtype=dtype).save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def build_taesd(path: Path, dtype: torch.dtype) -> Path:
+    """TAESD (`madebyollin/taesd`): AutoencoderTiny's default configuration is its published one."""
+    AutoencoderTiny().to(dtype=dtype).save_pretrained(path, safe_serialization=True)
     return path
 
 

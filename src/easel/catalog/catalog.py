@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from easel.catalog.defaults import DEFAULT_MODELS, with_family_defaults
+from easel.catalog.defaults import BuiltinCatalog, default_models, merged_entry
+from easel.catalog.machine import CPU_ONLY, Machine
 from easel.catalog.spec import ModelSpec
 from easel.errors import NotFoundError
 
@@ -21,8 +22,10 @@ class CatalogConfigError(ValueError):
 class Catalog:
     """The models this server offers, by name, in a stable order."""
 
-    def __init__(self, specs: Iterable[ModelSpec]) -> None:
+    def __init__(self, specs: Iterable[ModelSpec], builtin: BuiltinCatalog | None = None) -> None:
         self._specs = {spec.name: spec for spec in specs}
+        # The built-in entries this catalog started from (None: it was given its entries).
+        self.builtin = builtin
 
     def __iter__(self) -> Iterator[ModelSpec]:
         return iter(self._specs.values())
@@ -51,29 +54,43 @@ class Catalog:
                 code="model_not_found",
             ) from None
 
+    def origin(self, name: str) -> str:
+        """Why `name` runs its source: the built-in choice for the machine, or the operator's."""
+        if self.builtin is None:
+            return "configured"
+        return self.builtin.origin(name, self.get(name).source)
+
     @classmethod
-    def build(cls, config_file: Path | None = None, overrides: Sequence[str] = ()) -> Catalog:
-        """Defaults, then the YAML file's `models:` entries, then `NAME=SOURCE` overrides.
+    def build(
+        cls,
+        config_file: Path | None = None,
+        overrides: Sequence[str] = (),
+        machine: Machine = CPU_ONLY,
+    ) -> Catalog:
+        """The built-in entries for `machine`, then the YAML file's `models:` entries, then
+        `NAME=SOURCE` overrides.
 
         An entry for an existing name changes only the fields it gives, so pointing `dall-e-3` at
-        another pipeline keeps dall-e-3's rules; a new entry naming a `family` takes its rules.
+        another pipeline keeps dall-e-3's rules (but not the built-in weights' licence or
+        decoder); a new entry naming a `family` takes its rules.
         """
-        raw: dict[str, dict[str, Any]] = {name: dict(e) for name, e in DEFAULT_MODELS.items()}
+        builtin = default_models(machine)
+        raw: dict[str, dict[str, Any]] = {name: dict(e) for name, e in builtin.models.items()}
         if config_file is not None:
             for name, entry in _read_config_models(config_file).items():
-                raw[name] = {**raw.get(name, {}), **entry}
+                raw[name] = merged_entry(raw.get(name, {}), entry)
         for override in overrides:
             name, source = _parse_override(override)
-            raw[name] = {**raw.get(name, {}), "source": source}
+            raw[name] = merged_entry(raw.get(name, {}), {"source": source})
         specs = []
         for name, entry in raw.items():
             try:
-                specs.append(ModelSpec(name=name, **with_family_defaults(entry)))
+                specs.append(ModelSpec(name=name, **builtin.with_family_defaults(entry)))
             except ValidationError as exc:
                 raise CatalogConfigError(f"model {name!r}: {exc}") from exc
             except TypeError as exc:
                 raise CatalogConfigError(f"model {name!r}: {exc}") from exc
-        return cls(specs)
+        return cls(specs, builtin)
 
 
 def _read_config_models(config_file: Path) -> dict[str, dict[str, Any]]:

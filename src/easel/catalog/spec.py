@@ -21,6 +21,10 @@ AUTO = "auto"
 
 SIZE_PATTERN = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
 
+# Whether a model's licence lets a business use its images: "limited" licences set conditions
+# (a revenue cap, say) that the licence text names.
+CommercialUse = Literal["allowed", "limited", "not allowed", "unknown"]
+
 GENERIC_SIZES = (
     "256x256",
     "512x512",
@@ -121,6 +125,12 @@ class ModelSpec(BaseModel):
     # Whose request rules the name follows: OpenAI's dall-e models' or a GPT image family's.
     family: Family = "dall-e"
     licence: str = "see the model card"
+    commercial_use: CommercialUse = "unknown"
+    # An AutoencoderTiny (hub id or directory) that replaces the pipeline's VAE: TAESD decodes an
+    # SD image in a fraction of the full VAE's time.
+    decoder: str | None = Field(default=None, min_length=1)
+    # The pipeline a GPT name's multi-image edits run on (hub id or directory); None: its source.
+    edits_source: str | None = Field(default=None, min_length=1)
     owned_by: str = "easel"
     max_prompt_chars: int = Field(default=4000, ge=1)
     max_n: int = Field(default=10, ge=1, le=128)
@@ -165,6 +175,11 @@ class ModelSpec(BaseModel):
             raise ValueError(f"default_quality {self.default_quality!r} is not one of qualities")
         if self.styles and self.default_style not in self.styles:
             raise ValueError(f"default_style {self.default_style!r} is not one of styles")
+        if self.edits_source is not None and not self.is_gpt_image:
+            raise ValueError(
+                "edits_source is for GPT image families (multi-image edits); "
+                f"family {self.family!r} edits with its source"
+            )
         return self
 
     def plan(

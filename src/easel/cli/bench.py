@@ -36,6 +36,14 @@ def bench(
     gpu: Annotated[
         bool, typer.Option(help="On CUDA, also the SD 1.5 and SDXL architectures (with MFU).")
     ] = True,
+    decoders: Annotated[
+        bool,
+        typer.Option(
+            "--decoders",
+            help="Only compare the full VAE with the TAESD decoder on the SD-Turbo architecture "
+            "(512 px, 1 step, random weights); writes decoders-<machine>.json under --out.",
+        ),
+    ] = False,
 ) -> None:
     """Measure Easel against the raw diffusers pipeline; write JSON and a chart under --out.
 
@@ -51,6 +59,11 @@ def bench(
         err.print("[red]concurrency levels and request counts must be at least 1[/red]")
         raise typer.Exit(2)
     # Imported here: the benchmark loads PyTorch, which no other command needs at start.
+    if decoders:
+        from easel.bench.decoders import run
+
+        typer.echo(str(run(out, _say)))
+        return
     from easel.bench.runner import run_all
 
     results, json_path, chart_path = run_all(

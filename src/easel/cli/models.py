@@ -25,9 +25,13 @@ NameArgument = Annotated[
 
 
 def build_catalog(config: ConfigOption, model_source: ModelSourceOption) -> Catalog:
-    """The catalog as `easel serve` would build it from the same file and overrides."""
+    """The catalog as `easel serve` would build it on this machine from the same file and
+    overrides."""
+    # Loads PyTorch to look at the device: imported by the commands that build a catalog.
+    from easel.engine.device import describe_machine
+
     try:
-        return Catalog.build(config, model_source or ())
+        return Catalog.build(config, model_source or (), describe_machine())
     except CatalogConfigError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
@@ -50,8 +54,9 @@ def list_models(
     model_source: ModelSourceOption = None,
     server: ServerOption = None,
 ) -> None:
-    """Each catalog model: its source, whether its weights are here and their size, its model
-    family with the languages and prompt tokens its text encoder reads, licence and sizes; with
+    """Each catalog model: its source (and decoder, and multi-image edits source), whether its
+    weights are here and their size, its model family with the languages and prompt tokens its
+    text encoder reads, licence, commercial use, sizes, and why it runs that source; with
     --server, what a running server has loaded."""
     if server is not None:
         _list_loaded(server)
@@ -60,6 +65,7 @@ def list_models(
     from easel.engine.families import family_for_source
     from easel.weights import local_weights
 
+    catalog = build_catalog(config, model_source)
     table = Table(
         "model",
         "source",
@@ -69,9 +75,13 @@ def list_models(
         "languages",
         "prompt tokens",
         "licence",
+        "commercial use",
+        "decoder",
+        "edits source",
         "sizes",
+        "chosen",
     )
-    for spec in build_catalog(config, model_source):
+    for spec in catalog:
         weights = local_weights(spec.source)
         if weights is None:
             present, size = "no", "-"
@@ -85,10 +95,24 @@ def list_models(
             if family
             else ("-", "-", "-")
         )
+        origin = catalog.origin(spec.name)
         table.add_row(
-            spec.name, spec.source, present, size, *facts, spec.licence, ", ".join(spec.sizes)
+            spec.name,
+            spec.source,
+            present,
+            size,
+            *facts,
+            spec.licence,
+            spec.commercial_use,
+            spec.decoder or "-",
+            spec.edits_source or "-",
+            ", ".join(spec.sizes),
+            origin.partition(":")[0],
         )
-    Console(width=None if sys.stdout.isatty() else 240).print(table)
+    if catalog.builtin is not None:
+        table.caption = f"Built-in models: {catalog.builtin.reason}."
+    # Piped output is for grep: one line per model, however long its paths.
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)
 
 
 def _list_loaded(server: str) -> None:
@@ -134,21 +158,29 @@ def _list_loaded(server: str) -> None:
 def pull_model(
     name: NameArgument, config: ConfigOption = None, model_source: ModelSourceOption = None
 ) -> None:
-    """Download a model's pipeline from the Hugging Face hub (only the files it needs;
-    resumable)."""
+    """Download a model's pipeline, and its decoder if it names one, from the Hugging Face hub
+    (only the files they need; resumable)."""
+    from easel.engine.loader import ModelLoadError, resolve_decoder
     from easel.weights import WeightsError, is_hub_id, pull
 
     source = _source(name, config, model_source)
     if not is_hub_id(source):
         err.print(f"{name} is served from the local directory {source}: nothing to download.")
-        return
-    err.print(f"Fetching {source} into the Hugging Face cache (HF_HOME) ...")
-    try:
-        path = pull(source)
-    except WeightsError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
-    typer.echo(str(path))
+    else:
+        err.print(f"Fetching {source} into the Hugging Face cache (HF_HOME) ...")
+        try:
+            typer.echo(str(pull(source)))
+        except WeightsError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+    decoder = _decoder(name, config, model_source)
+    if decoder is not None and is_hub_id(decoder):
+        err.print(f"Fetching its decoder {decoder} ...")
+        try:
+            typer.echo(str(resolve_decoder(decoder)))
+        except ModelLoadError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
 
 
 @models_app.command("rm")
@@ -196,6 +228,12 @@ def _source(name: str, config: ConfigOption, model_source: ModelSourceOption) ->
             "hub id of the form org/name.[/red]"
         )
         raise typer.Exit(2) from None
+
+
+def _decoder(name: str, config: ConfigOption, model_source: ModelSourceOption) -> str | None:
+    """The decoder of catalog model `name`; None for a bare hub id or a model without one."""
+    catalog = build_catalog(config, model_source)
+    return catalog.get(name).decoder if name in catalog.names() else None
 
 
 def human_size(size: float) -> str:

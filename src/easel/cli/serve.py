@@ -28,6 +28,7 @@ from easel.observability.logs import JsonFormatter, TextFormatter
 from easel.settings import Settings
 
 err = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 def serve(
@@ -89,9 +90,10 @@ def serve(
     # Imported here so `easel keys`, `usage` and `db` start without loading PyTorch.
     from easel.api.app import create_app
     from easel.api.connections import ConnectionLimits, bounded_protocol
+    from easel.engine.device import describe_machine
 
     try:
-        catalog = Catalog.build(config, model or ())
+        catalog = Catalog.build(config, model or (), describe_machine())
         app = create_app(settings, catalog)
     except (CatalogConfigError, ValueError) as exc:
         err.print(f"[red]easel serve: {exc}[/red]")
@@ -105,6 +107,7 @@ def serve(
             "with[/yellow]\n"
             f"    easel keys create --data-dir {settings.data_dir}"
         )
+    log_choices(catalog)
     err.print(
         f"Models: {', '.join(catalog.names())}. Data directory: {settings.data_dir}. "
         f"Database: {_shown(settings)}."
@@ -126,6 +129,13 @@ def serve(
         # No route speaks WebSocket: an upgrade request is served as plain HTTP.
         ws="none",
     )
+
+
+def log_choices(catalog: Catalog) -> None:
+    """One line per model: what it runs and why."""
+    for spec in catalog:
+        decoder = "" if spec.decoder is None else f" (decoder {spec.decoder})"
+        log.info("model %s: %s%s; %s", spec.name, spec.source, decoder, catalog.origin(spec.name))
 
 
 def configure_logging(level: str, log_format: str = "json") -> None:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from easel.catalog import Catalog, ModelSpec
 from easel.catalog.catalog import CatalogConfigError
-from easel.catalog.defaults import DEFAULT_MODELS
+from easel.catalog.defaults import DEFAULT_MODELS, is_builtin_source
 from easel.settings import Settings, load_settings
 
 
@@ -81,8 +81,7 @@ class ClusterArgs(BaseModel):
     def uses_builtin_weights(self, model: str) -> bool:
         """Whether `model` is a built-in entry still pointing at its default hub weights: the
         operator did not choose them, and an offline cluster cannot fetch them."""
-        builtin = DEFAULT_MODELS.get(model)
-        return builtin is not None and self.models[model]["source"] == builtin["source"]
+        return model in DEFAULT_MODELS and is_builtin_source(self.models[model]["source"])
 
     def catalog(self) -> Catalog:
         specs = []

@@ -1,9 +1,10 @@
 """Tiny random-weight diffusion pipelines saved in the exact layout of a hub repository.
 
 The architectures follow the real layouts at a size that runs on a CPU: SD 1.x and SDXL (component
-classes, a VAE with x8 downsampling, an SDXL UNet conditioned on pooled text and time ids), and the
-DiT families Z-Image, FLUX.2 klein and Qwen-Image (a flow-matching transformer, its family's
-autoencoder, a Qwen text encoder with a byte-level BPE tokenizer that reads any language).
+classes, a VAE with x8 downsampling, an SDXL UNet conditioned on pooled text and time ids), the DiT
+families Z-Image, FLUX.2 klein and Qwen-Image (a flow-matching transformer, its family's
+autoencoder, a Qwen text encoder with a byte-level BPE tokenizer that reads any language), and
+TAESD, the tiny autoencoder that decodes SD latents in place of the VAE.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from diffusers import (
     AutoencoderKL,
     AutoencoderKLFlux2,
     AutoencoderKLQwenImage,
+    AutoencoderTiny,
     EulerDiscreteScheduler,
     FlowMatchEulerDiscreteScheduler,
     Flux2KleinPipeline,
@@ -98,6 +100,21 @@ def build_tiny_sd(path: Path, *, seed: int = 0) -> Path:
         requires_safety_checker=False,
     )
     pipe.save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def build_tiny_taesd(path: Path, *, seed: int = 0) -> Path:
+    """Write a random-weight tiny autoencoder (AutoencoderTiny, TAESD's layout: x8, 4 latent
+    channels) to `path`, as the hub's `madebyollin/taesd` holds it: config.json and safetensors at
+    the top. Returns `path`."""
+    path = Path(path)
+    torch.manual_seed(seed)
+    AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+    ).save_pretrained(path, safe_serialization=True)
     return path
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from easel.catalog.machine import CPU_ONLY, Machine
+
 
 def best_device() -> torch.device:
     if torch.cuda.is_available():
@@ -21,3 +23,14 @@ def dtype_for(device: torch.device) -> torch.dtype:
     if device.type == "mps":
         return torch.float16
     return torch.float32
+
+
+def describe_machine(device: torch.device | None = None) -> Machine:
+    """What the catalog needs to know of `device` (default: the best one here) to choose the
+    built-in models."""
+    device = device or best_device()
+    if device.type == "cuda":
+        return Machine("cuda", torch.cuda.get_device_properties(device).total_memory)
+    if device.type == "mps":
+        return Machine("mps")
+    return CPU_ONLY

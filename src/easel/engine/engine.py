@@ -52,7 +52,8 @@ class Engine:
         )
         names_by_pipeline: dict[PipelineKey, list[str]] = {}
         for spec in catalog:
-            names_by_pipeline.setdefault(PipelineKey.of(spec.source), []).append(spec.name)
+            key = PipelineKey.of(spec.source, spec.decoder)
+            names_by_pipeline.setdefault(key, []).append(spec.name)
         self.pipelines = {
             key: PipelineWorker(key, tuple(names), self.device, dtype, config, self.memory_budget)
             for key, names in names_by_pipeline.items()

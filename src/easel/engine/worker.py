@@ -186,7 +186,10 @@ class PipelineWorker:
             # An offloaded pipeline stays in RAM; its hooks move each component to the device
             # while it runs.
             pipe = load_pipeline(
-                self.key.source, torch.device("cpu") if self.offloaded else self.device, self.dtype
+                self.key.source,
+                torch.device("cpu") if self.offloaded else self.device,
+                self.dtype,
+                self.key.decoder,
             )
             tune_for_serving(pipe)
             if self.offloaded:
