@@ -21,7 +21,6 @@ from easel.api.state import AppServices
 from easel.background import cancel_and_wait
 from easel.catalog import Catalog
 from easel.db.database import Database
-from easel.engine.device import best_device
 from easel.engine.engine import Engine
 from easel.engine.matting import MattingModel
 from easel.engine.types import ImageEngine
@@ -45,19 +44,22 @@ def build_services(
     images = open_image_store(settings)
     database = Database(settings.resolved_database_url)
     usage = UsageStore(database)
+    if engine is None:
+        engine = Engine(catalog, config=settings.scheduler_config())
+    # In process, the matting model shares the pipelines' device and memory budget; beside a
+    # cluster's replicas it runs in the ingress on this machine's device.
+    budget = engine.memory_budget if isinstance(engine, Engine) else None
     return AppServices(
         settings=settings,
         catalog=catalog,
-        engine=engine
-        if engine is not None
-        else Engine(catalog, config=settings.scheduler_config()),
+        engine=engine,
         database=database,
         keys=KeyStore(database),
         images=images,
         limiter=Limiter(database, reservation_ttl_seconds=settings.reservation_ttl_seconds),
         usage=usage,
         usage_writer=UsageWriter(usage),
-        matting=MattingModel(settings.matting_model, best_device())
+        matting=MattingModel(settings.matting_model, engine.device, budget)
         if settings.matting_model
         else None,
         prompt_rewriter=open_rewriter(

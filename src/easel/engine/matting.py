@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from easel.engine.loader import looks_like_path
+from easel.engine.memory import MemoryBudget
 from easel.engine.worker import RELOAD_BACKOFF_SECONDS
 from easel.errors import ServiceUnavailableError
 
@@ -51,6 +53,10 @@ class Preprocessing(BaseModel):
     image_std: tuple[float, float, float] = IMAGENET_STD
 
 
+# About the size of onnx-community's BiRefNet export, for the budget before the first load.
+EXPECTED_BYTES = 1_000_000_000
+
+
 class MattingModel:
     """The background-matting model of one process: `cut_out` gives images an alpha channel.
 
@@ -60,9 +66,14 @@ class MattingModel:
 
     name = "background-matting"
 
-    def __init__(self, source: str, device: torch.device) -> None:
+    def __init__(
+        self, source: str, device: torch.device, budget: MemoryBudget | None = None
+    ) -> None:
         self.source = source
         self.device = device
+        # The engine's memory budget, when the model runs beside its pipelines: loading and
+        # running it wait for room as a pipeline does, and it is released when another needs it.
+        self.budget = budget
         # One thread loads and runs the model: loads never overlap and never block the event loop.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="easel-matting")
         self._lock = threading.Lock()
@@ -91,7 +102,7 @@ class MattingModel:
     async def ready(self) -> None:
         """Load the model if need be, or raise 503 `model_unavailable` when it cannot load; a
         request calls it before generating so that it never makes images it cannot deliver."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._loaded)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._budgeted_load)
 
     async def cut_out(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Each HxWx3 uint8 image as HxWx4, its alpha the model's foreground matte."""
@@ -99,13 +110,25 @@ class MattingModel:
             self._executor, self._cut_out_all, images
         )
 
+    def _budgeted_load(self) -> None:
+        with self._budgeted():
+            self._loaded()
+
     def _cut_out_all(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        self._running += 1
-        try:
-            session = self._loaded()
-            return [np.dstack((pixels, self._alpha(session, pixels))) for pixels in images]
-        finally:
-            self._running -= 1
+        with self._budgeted():
+            self._running += 1
+            try:
+                session = self._loaded()
+                return [np.dstack((pixels, self._alpha(session, pixels))) for pixels in images]
+            finally:
+                self._running -= 1
+
+    def _budgeted(self) -> AbstractContextManager[None]:
+        """Holds the model's room in the budget while it loads or runs (none without a budget).
+        Until its first load the size is a guess: the published BiRefNet export's."""
+        if self.budget is None:
+            return nullcontext()
+        return self.budget.use(self, self._bytes or EXPECTED_BYTES)
 
     def _alpha(self, session: ort.InferenceSession, pixels: np.ndarray) -> np.ndarray:
         """The HxW uint8 matte of one image: resized to the model's input, normalised, and its
