@@ -1,8 +1,10 @@
-"""The routes for /v1/images/edits (multipart or JSON) and /v1/images/variations (multipart)."""
+"""The routes for /v1/images/edits (multipart or JSON; streamed as OpenAI's `image_edit.*`
+events with `stream: true`) and /v1/images/variations (multipart; never streamed, as on OpenAI)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
@@ -26,9 +28,10 @@ from easel.api.images.metering import (
     admit_request,
     counted_request,
 )
-from easel.api.images.protocol import ImagesResponse
+from easel.api.images.protocol import ImageJob, ImagesResponse
 from easel.api.images.router import public_base_url, unless_disconnected
 from easel.api.images.serving import Requester, serve_job
+from easel.api.images.streaming import open_stream
 from easel.api.images.uploads import MULTIPART, URLENCODED, Form, read_form
 from easel.api.state import AppServices, services
 from easel.catalog import ModelSpec
@@ -46,21 +49,25 @@ FORMS = (MULTIPART, URLENCODED)
 async def edits(request: Request, key: AuthorizedKey) -> Response:
     app_services = services(request)
     caller = caller_of(key)
-    with counted_request() as outcome:
+    async with contextlib.AsyncExitStack() as exits:
+        outcome = exits.enter_context(counted_request())
         await admit_request(app_services, caller)
         limit = app_services.settings.max_upload_bytes
-        requester = Requester(caller, None, public_base_url(request))
         # The body is read whole before the work starts: then the next message is a disconnect.
         media_type = _media_type(request)
-        work: Coroutine[Any, Any, ImagesResponse]
         if media_type in FORMS:
             form = await read_form(request, limit)
-            work = _edit_form(app_services, form, requester, outcome)
+            job, user = await _edit_form(app_services, form, caller, outcome)
         elif media_type == JSON:
             body = await read_json_object(request, limit)
-            work = _edit_json(app_services, body, requester, outcome)
+            job, user = await _edit_json(app_services, body, caller, outcome)
         else:
             raise _unsupported_media_type(media_type, f"'{MULTIPART}' or '{JSON}'")
+        requester = Requester(caller, user, public_base_url(request))
+        if job.stream:
+            # The edit takes over `exits`: the request is counted when it ends.
+            return await open_stream(app_services, job, requester, outcome, "edits", exits)
+        work = serve_job(app_services, job, requester, outcome, "edits")
         return await _respond(request, work, outcome)
 
 
@@ -79,20 +86,20 @@ async def variations(request: Request, key: AuthorizedKey) -> Response:
 
 
 async def _edit_form(
-    app_services: AppServices, form: Form, requester: Requester, outcome: Outcome
-) -> ImagesResponse:
+    app_services: AppServices, form: Form, caller: Caller, outcome: Outcome
+) -> tuple[ImageJob, str | None]:
     edit = CreateEditRequest.parse(form_body(form))
     images, mask = form_images(form)
-    spec = _model(app_services, requester.caller, edit.model_name, outcome)
-    return await _edit(app_services, spec, edit, images, mask, requester, outcome)
+    spec = _model(app_services, caller, edit.model_name, outcome)
+    return await _checked_edit(spec, edit, images, mask)
 
 
 async def _edit_json(
-    app_services: AppServices, body: dict[str, Any], requester: Requester, outcome: Outcome
-) -> ImagesResponse:
+    app_services: AppServices, body: dict[str, Any], caller: Caller, outcome: Outcome
+) -> tuple[ImageJob, str | None]:
     image_urls, mask_url = json_image_urls(body)
     edit = CreateEditRequest.parse(body)
-    spec = _model(app_services, requester.caller, edit.model_name, outcome)
+    spec = _model(app_services, caller, edit.model_name, outcome)
     if not spec.is_gpt_image:
         raise InvalidRequestError(
             f"JSON edits support the GPT image models only; '{spec.name}' edits take "
@@ -103,7 +110,7 @@ async def _edit_json(
     policy = _url_policy(app_services, spec)
     images = [await _image_file(image_url, policy) for image_url in image_urls]
     mask = await _image_file(mask_url, policy) if mask_url is not None else None
-    return await _edit(app_services, spec, edit, images, mask, requester, outcome)
+    return await _checked_edit(spec, edit, images, mask)
 
 
 async def _image_file(image_url: ImageUrl, policy: UrlPolicy | None) -> ImageFile:
@@ -111,19 +118,13 @@ async def _image_file(image_url: ImageUrl, policy: UrlPolicy | None) -> ImageFil
     return ImageFile(image_url.param, data)
 
 
-async def _edit(
-    app_services: AppServices,
-    spec: ModelSpec,
-    edit: CreateEditRequest,
-    images: list[ImageFile],
-    mask: ImageFile | None,
-    requester: Requester,
-    outcome: Outcome,
-) -> ImagesResponse:
+async def _checked_edit(
+    spec: ModelSpec, edit: CreateEditRequest, images: list[ImageFile], mask: ImageFile | None
+) -> tuple[ImageJob, str | None]:
+    """The edit's job, and the end user its limits and usage count."""
     # Decoding and checking images is CPU work: off the event loop.
     job = await asyncio.to_thread(edit.resolve_edit, spec, images, mask)
-    requester = Requester(requester.caller, edit.end_user, requester.base_url)
-    return await serve_job(app_services, job, requester, outcome, "edits")
+    return job, edit.end_user
 
 
 async def _vary(

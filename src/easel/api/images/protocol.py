@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -212,8 +212,10 @@ class ImagesResponse(BaseModel):
 
 
 class _ImageStreamEvent(BaseModel):
-    """What every streamed event of a GPT image model carries: an image and the settings used."""
+    """What every streamed event of a GPT image model carries: its name (`image_generation.` or
+    `image_edit.` by endpoint, then the kind), an image and the settings used."""
 
+    type: str
     b64_json: str
     created_at: int
     size: str
@@ -223,10 +225,8 @@ class _ImageStreamEvent(BaseModel):
 
 
 class PartialImageEvent(_ImageStreamEvent):
-    type: Literal["image_generation.partial_image"] = "image_generation.partial_image"
     partial_image_index: int
 
 
 class CompletedEvent(_ImageStreamEvent):
-    type: Literal["image_generation.completed"] = "image_generation.completed"
     usage: ImagesUsage

@@ -20,7 +20,7 @@ from easel.api.images.metering import (
     counted_request,
 )
 from easel.api.images.protocol import ImagesResponse
-from easel.api.images.serving import create_images
+from easel.api.images.serving import Requester, serve_job, validated
 from easel.api.images.streaming import open_stream
 from easel.api.state import services
 
@@ -39,13 +39,13 @@ async def generations(request: Request, key: AuthorizedKey) -> Response:
         # The key's requests per minute come first: every request counts, a malformed one too.
         await admit_request(app_services, caller)
         body = await read_json_object(request, app_services.settings.max_body_bytes)
-        if body.get("stream") is True:
+        image_request, job = validated(app_services, body, caller, outcome)
+        requester = Requester(caller, image_request.end_user, public_base_url(request))
+        if job.stream:
             # The generation takes over `exits`: the request is counted when it ends.
-            return await open_stream(app_services, body, caller, outcome, exits)
-        work = asyncio.ensure_future(
-            create_images(app_services, body, public_base_url(request), caller, outcome)
-        )
-        response = await unless_disconnected(request, work, outcome)
+            return await open_stream(app_services, job, requester, outcome, "generations", exits)
+        work = serve_job(app_services, job, requester, outcome, "generations")
+        response = await unless_disconnected(request, asyncio.ensure_future(work), outcome)
         if response is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
     # pydantic-core writes the JSON (megabytes of base64 for large images) far faster than

@@ -25,7 +25,7 @@ from easel.encoding import encode_image_async, png_text
 from easel.engine.types import Generation, PreviewRequest
 from easel.limits.limiter import require_model
 from easel.prompts.revise import revise_prompt
-from easel.usage.store import GENERATIONS, Endpoint
+from easel.usage.store import Endpoint
 
 # Names the cluster replica that made a response's images, for operators tracing a request.
 REPLICA_HEADER = "x-easel-replica"
@@ -40,14 +40,6 @@ def validated(
     outcome.model = spec.name
     require_model(caller.key, spec.name)
     return request, request.resolve(spec)
-
-
-async def create_images(
-    services: AppServices, body: dict[str, Any], base_url: str, caller: Caller, outcome: Outcome
-) -> ImagesResponse:
-    request, job = validated(services, body, caller, outcome)
-    requester = Requester(caller, request.end_user, base_url)
-    return await serve_job(services, job, requester, outcome, GENERATIONS)
 
 
 @dataclass(frozen=True)

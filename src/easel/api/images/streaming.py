@@ -1,4 +1,5 @@
-"""`stream: true` on /v1/images/generations: OpenAI's server-sent events, partial images first.
+"""`stream: true` on /v1/images/generations and /v1/images/edits: OpenAI's server-sent events,
+partial images first, named by the endpoint (`image_generation.*`, `image_edit.*`).
 
 Everything that can refuse the request (validation, the key's limits, admission) happens before
 the stream starts, so refusals keep their JSON envelope and status. The generation then runs in
@@ -15,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from starlette.responses import StreamingResponse
@@ -26,10 +27,10 @@ from easel.api.errors import GENERIC_SERVER_ERROR
 from easel.api.images.metering import CLIENT_CLOSED_REQUEST, Meter, Outcome, metered
 from easel.api.images.protocol import CompletedEvent, ImageJob, ImagesUsage, PartialImageEvent
 from easel.api.images.serving import (
+    Requester,
     encode_files,
     generate,
     ready_to_deliver,
-    validated,
     with_revised_prompt,
 )
 from easel.api.state import AppServices
@@ -37,9 +38,15 @@ from easel.catalog.usage_tokens import generation_usage
 from easel.encoding import encode_image_async
 from easel.engine.types import Generation, PreviewRequest
 from easel.errors import EaselError, ServerError
-from easel.usage.store import GENERATIONS
 
 log = logging.getLogger(__name__)
+
+# The endpoints OpenAI streams (not variations), and the prefix of their events' names.
+StreamedEndpoint = Literal["generations", "edits"]
+_EVENT_PREFIXES: dict[StreamedEndpoint, str] = {
+    "generations": "image_generation",
+    "edits": "image_edit",
+}
 
 # Producer tasks of streams whose client has gone, kept until they have written their records
 # (the event loop holds tasks only weakly).
@@ -87,93 +94,111 @@ class EventStreamResponse(StreamingResponse):
 
 async def open_stream(
     services: AppServices,
-    body: dict[str, Any],
-    caller: Caller,
+    job: ImageJob,
+    requester: Requester,
     outcome: Outcome,
+    endpoint: StreamedEndpoint,
     exits: contextlib.AsyncExitStack,
 ) -> EventStreamResponse:
-    """Validate and admit the request (raising its 4xx), start its generation, and return the
-    response that streams its events. `exits` holds what must close when the request ends (its
-    request counter); the generation takes it over."""
-    request, job = validated(services, body, caller, outcome)
+    """Admit a checked job within the key's limits (raising their 4xx), start its generation,
+    and return the response that streams its events; its usage is recorded under `endpoint`.
+    `exits` holds what must close when the request ends (its request counter); the generation
+    takes it over."""
     await ready_to_deliver(services, job)
     meter = await exits.enter_async_context(
-        metered(services, caller, request.end_user, job.plan, outcome, GENERATIONS)
+        metered(services, requester.caller, requester.user, job.plan, outcome, endpoint)
     )
-    events: asyncio.Queue[str | None] = asyncio.Queue()
-    producer = asyncio.ensure_future(
-        _produce(services, caller, job, meter, exits.pop_all(), events)
-    )
-    return EventStreamResponse(ImageStream(producer, events), outcome)
+    stream = _JobStream(services, job, requester.caller, meter, _EVENT_PREFIXES[endpoint])
+    producer = asyncio.ensure_future(stream.produce(exits.pop_all()))
+    return EventStreamResponse(ImageStream(producer, stream.events), outcome)
 
 
-async def _produce(
-    services: AppServices,
-    caller: Caller,
-    job: ImageJob,
-    meter: Meter,
-    exits: contextlib.AsyncExitStack,
-    events: asyncio.Queue[str | None],
-) -> None:
-    """Generate, queueing each partial image's event as it is encoded, then the completed events
-    once the usage record is stored; or an error event."""
-    try:
-        async with exits:
-            job = await with_revised_prompt(services, job)
-            completed = await _generate(services, caller, job, meter, events)
-        for event in completed:
-            events.put_nowait(event)
-    except EaselError as exc:
-        events.put_nowait(_error_event(exc))
-    except Exception:  # the client sees OpenAI's generic 500, the log the details
-        log.exception("streamed generation failed")
-        events.put_nowait(_error_event(ServerError(GENERIC_SERVER_ERROR)))
-    finally:
-        events.put_nowait(None)
+class _JobStream:
+    """A checked job's generation as the events of one stream, queued on `events` as they come."""
 
+    def __init__(
+        self,
+        services: AppServices,
+        job: ImageJob,
+        caller: Caller,
+        meter: Meter,
+        event_prefix: str,
+    ) -> None:
+        self._services = services
+        self._job = job
+        self._caller = caller
+        self._meter = meter
+        self._event_prefix = event_prefix
+        self.events: asyncio.Queue[str | None] = asyncio.Queue()
 
-async def _generate(
-    services: AppServices,
-    caller: Caller,
-    job: ImageJob,
-    meter: Meter,
-    events: asyncio.Queue[str | None],
-) -> list[str]:
-    """The job's completed events, its partial images queued on `events` on the way."""
-    previews: asyncio.Queue[tuple[int, np.ndarray] | None] = asyncio.Queue()
-    loop = asyncio.get_running_loop()
+    async def produce(self, exits: contextlib.AsyncExitStack) -> None:
+        """Generate, queueing each partial image's event as it is encoded, then the completed
+        events once the usage record is stored (when `exits` closes); or an error event."""
+        try:
+            async with exits:
+                self._job = await with_revised_prompt(self._services, self._job)
+                completed = await self._generate()
+            for event in completed:
+                self.events.put_nowait(event)
+        except EaselError as exc:
+            self.events.put_nowait(_error_event(exc))
+        except Exception:  # the client sees OpenAI's generic 500, the log the details
+            log.exception("streamed generation failed")
+            self.events.put_nowait(_error_event(ServerError(GENERIC_SERVER_ERROR)))
+        finally:
+            self.events.put_nowait(None)
 
-    def deliver(index: int, pixels: np.ndarray) -> None:  # on the pipeline's thread
-        loop.call_soon_threadsafe(previews.put_nowait, (index, pixels))
+    async def _generate(self) -> list[str]:
+        """The job's completed events, its partial images queued on the way."""
+        job, meter = self._job, self._meter
+        previews: asyncio.Queue[tuple[int, np.ndarray] | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
 
-    request = PreviewRequest(job.partial_images, deliver) if job.partial_images else None
-    encoder = asyncio.ensure_future(_encode_previews(job, previews, events))
-    try:
-        generation = await generate(services, caller, job, meter, request)
-        # Partial images the pipeline made are all queued by now: send them before the image.
-        previews.put_nowait(None)
-        await encoder
-    finally:
-        encoder.cancel()
-    with meter.encoding():
-        files = await encode_files(services, job, generation)
-    meter.delivered = len(files)
-    return [
-        _completed_event(job, file, usage)
-        for file, usage in zip(files, _usage_per_image(job, generation), strict=True)
-    ]
+        def deliver(index: int, pixels: np.ndarray) -> None:  # on the pipeline's thread
+            loop.call_soon_threadsafe(previews.put_nowait, (index, pixels))
 
+        request = PreviewRequest(job.partial_images, deliver) if job.partial_images else None
+        encoder = asyncio.ensure_future(self._encode_previews(previews))
+        try:
+            generation = await generate(self._services, self._caller, job, meter, request)
+            # Partial images the pipeline made are all queued by now: send them before the image.
+            previews.put_nowait(None)
+            await encoder
+        finally:
+            encoder.cancel()
+        with meter.encoding():
+            files = await encode_files(self._services, job, generation)
+        meter.delivered = len(files)
+        return [
+            _sse(CompletedEvent(**self._fields("completed", file), usage=usage))
+            for file, usage in zip(files, _usage_per_image(job, generation), strict=True)
+        ]
 
-async def _encode_previews(
-    job: ImageJob,
-    previews: asyncio.Queue[tuple[int, np.ndarray] | None],
-    events: asyncio.Queue[str | None],
-) -> None:
-    output = job.output
-    while (preview := await previews.get()) is not None:
-        index, pixels = preview
-        file = await encode_image_async(pixels, {}, output.format, output.compression)
-        events.put_nowait(_sse(PartialImageEvent(**_fields(job, file), partial_image_index=index)))
+    async def _encode_previews(
+        self, previews: asyncio.Queue[tuple[int, np.ndarray] | None]
+    ) -> None:
+        output = self._job.output
+        while (preview := await previews.get()) is not None:
+            index, pixels = preview
+            file = await encode_image_async(pixels, {}, output.format, output.compression)
+            event = PartialImageEvent(
+                **self._fields("partial_image", file), partial_image_index=index
+            )
+            self.events.put_nowait(_sse(event))
+
+    def _fields(self, kind: str, file: bytes) -> dict[str, Any]:
+        """The fields every event carries: its name, the image, and the settings used (`auto`
+        resolved), as the JSON response reports them."""
+        job = self._job
+        return {
+            "type": f"{self._event_prefix}.{kind}",
+            "b64_json": base64.b64encode(file).decode("ascii"),
+            "created_at": int(time.time()),
+            "size": job.plan.size,
+            "quality": job.plan.quality,
+            "background": job.output.background,
+            "output_format": job.output.format,
+        }
 
 
 def _usage_per_image(job: ImageJob, generation: Generation) -> list[ImagesUsage]:
@@ -192,23 +217,6 @@ def _usage_per_image(job: ImageJob, generation: Generation) -> list[ImagesUsage]
         )
         for index in range(len(generation.images))
     ]
-
-
-def _completed_event(job: ImageJob, file: bytes, usage: ImagesUsage) -> str:
-    return _sse(CompletedEvent(**_fields(job, file), usage=usage))
-
-
-def _fields(job: ImageJob, file: bytes) -> dict[str, Any]:
-    """The fields every event carries: the image, and the settings used (`auto` resolved), as
-    the JSON response reports them."""
-    return {
-        "b64_json": base64.b64encode(file).decode("ascii"),
-        "created_at": int(time.time()),
-        "size": job.plan.size,
-        "quality": job.plan.quality,
-        "background": job.output.background,
-        "output_format": job.output.format,
-    }
 
 
 def _error_event(error: EaselError) -> str:
