@@ -362,15 +362,19 @@ def test_a_running_server_shows_what_it_holds_on_readyz_metrics_and_models_list(
     assert readiness["models"]["dall-e-2"] == "ready"
     assert readiness["models"]["dall-e-3"] == "unloaded"
     memory = readiness["memory"]
-    assert memory["budget_bytes"] == budget and memory["evictions"] == 1
+    # Each pipeline tries to load at start on its own thread: whichever won that race holds the
+    # budget, so the dall-e-3 request released dall-e-2 (then dall-e-2 released it) or found it
+    # resident already.
+    evictions = memory["evictions"]
+    assert memory["budget_bytes"] == budget and evictions in (1, 2)
     (resident,) = memory["resident"]
     assert resident["models"] == [name for name in sources if name != "dall-e-3"]
     assert resident["bytes"] == memory["used_bytes"] > 0 and not resident["in_use"]
     assert metrics[("easel_memory_budget_bytes", ("total",))] == budget
     assert metrics[("easel_memory_resident_bytes", (resident["name"],))] == resident["bytes"]
-    assert metrics[("easel_memory_evictions_total", ())] == 1
+    assert metrics[("easel_memory_evictions_total", ())] == evictions
     assert listed.returncode == 0, listed.stderr
     rows = {line.split("│")[1].strip(): line for line in listed.stdout.splitlines() if "│" in line}
     assert "ready" in rows["dall-e-2"] and "yes" in rows["dall-e-2"]
     assert "unloaded" in rows["dall-e-3"] and " no " in rows["dall-e-3"]
-    assert "1 released to make room" in listed.stdout
+    assert f"{evictions} released to make room" in listed.stdout

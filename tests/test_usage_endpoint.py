@@ -32,7 +32,8 @@ GENERATION = UsageRecord(
 def test_records_before_the_endpoint_column_are_generations(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'easel.db'}"
     old = Database(url, migrate=False)
-    upgrade(old.engine, "0003")
+    # The revision before the endpoint column (0005).
+    upgrade(old.engine, "0004")
     row = {**GENERATION.row(), "created_at": GENERATION.created_at.isoformat()}
     del row["endpoint"]
     with old.engine.begin() as connection:
