@@ -19,6 +19,7 @@ from PIL import Image
 from easel.catalog import Catalog
 from easel.encoding import read_xmp
 from easel.engine.matting import MODEL_FILE, MattingModel
+from easel.engine.pipeline_weights import estimate_bytes
 from easel.settings import Settings
 from tests.images import images_of
 from tests.inprocess import running_app
@@ -155,3 +156,39 @@ async def test_the_matting_model_reports_its_residency_and_reloads_after_release
     assert model.resident_bytes() == 0
     (again,) = await model.cut_out([image])
     assert np.array_equal(again, first)
+
+
+@pytest.mark.anyio
+async def test_the_matting_model_shares_the_pipelines_memory_budget(
+    tmp_path: Path, tiny_sd: Path, tiny_matting: Path
+) -> None:
+    """With room for the pipeline or the matting model but not both, a transparent request and
+    the next opaque one each make room for what they need: both succeed, and the budget's state
+    names the matting model while it is resident."""
+    pipeline = estimate_bytes(tiny_sd, torch.float32)
+    matte = (tiny_matting / MODEL_FILE).stat().st_size
+    catalog = Catalog.build(overrides=[f"{MODEL}={tiny_sd}"])
+    settings = Settings(
+        data_dir=tmp_path,
+        matting_model=str(tiny_matting),
+        memory_budget=max(pipeline, matte) + min(pipeline, matte) // 2,
+    )
+    async with running_app(settings, catalog) as app:
+        budget = app.app.state.services.engine.memory_budget
+        transparent = await app.post_generation(
+            app.api_key,
+            json={
+                "model": MODEL,
+                "prompt": PROMPT,
+                "background": "transparent",
+                "size": "1024x1024",
+            },
+        )
+        assert transparent.status_code == 200, transparent.text
+        residents = [resident.name for resident in budget.state().residents]
+        assert MattingModel.name in residents
+        opaque = await app.post_generation(app.api_key, json={"model": MODEL, "prompt": PROMPT})
+        assert opaque.status_code == 200, opaque.text
+        state = budget.state()
+    assert MattingModel.name not in [resident.name for resident in state.residents]
+    assert state.evictions >= 1

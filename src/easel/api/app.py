@@ -46,8 +46,8 @@ def build_services(
     usage = UsageStore(database)
     if engine is None:
         engine = Engine(catalog, config=settings.scheduler_config())
-    # In process, the matting model shares the pipelines' device and memory budget; beside a
-    # cluster's replicas it runs in the ingress on this machine's device.
+    # In process, the matting model and the prompt rewriter share the pipelines' device and
+    # memory budget; beside a cluster's replicas they run in the ingress on its device.
     budget = engine.memory_budget if isinstance(engine, Engine) else None
     return AppServices(
         settings=settings,
@@ -67,6 +67,8 @@ def build_services(
             model=settings.prompt_rewriter_model,
             timeout_seconds=settings.prompt_rewrite_timeout_seconds,
             log_prompts=settings.log_prompts,
+            device=engine.device,
+            budget=budget,
         ),
     )
 

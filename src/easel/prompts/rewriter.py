@@ -8,6 +8,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from easel.engine.worker import RELOAD_BACKOFF_SECONDS
 from easel.observability import metrics
@@ -19,6 +20,11 @@ from easel.prompts.sources import (
     RewriterUnavailable,
     RewriteSource,
 )
+
+if TYPE_CHECKING:
+    import torch
+
+    from easel.engine.memory import MemoryBudget
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +100,17 @@ class PromptRewriter:
 
 
 def open_rewriter(
-    source: str, *, model: str | None, timeout_seconds: float, log_prompts: bool = False
+    source: str,
+    *,
+    model: str | None,
+    timeout_seconds: float,
+    log_prompts: bool = False,
+    device: torch.device | None = None,
+    budget: MemoryBudget | None = None,
 ) -> PromptRewriter | None:
     """The rewriter a `--prompt-rewriter` value names: an http(s)://.../v1 chat server (asked for
-    `model`), a hub id or directory of a causal LM, or `off` (None)."""
+    `model`), a hub id or directory of a causal LM (run on `device`, within `budget`), or `off`
+    (None)."""
     if source == OFF:
         return None
     chosen: RewriteSource
@@ -106,5 +119,5 @@ def open_rewriter(
             raise ValueError("a chat-server prompt rewriter needs a model name")
         chosen = ChatServerSource(source, model)
     else:
-        chosen = LocalModelSource(source)
+        chosen = LocalModelSource(source, device, budget)
     return PromptRewriter(chosen, timeout_seconds=timeout_seconds, log_prompts=log_prompts)

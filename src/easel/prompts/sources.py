@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import threading
+from contextlib import nullcontext
 from typing import Any, Protocol
 
 import openai
@@ -17,6 +18,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from easel.engine.loader import LOAD_LOCK, looks_like_path
+from easel.engine.memory import MemoryBudget
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +77,27 @@ class ChatServerSource:
         await self._client.close()
 
 
+# About what the default rewriter (Qwen3-1.7B in bf16) holds, for the budget before its first load.
+EXPECTED_BYTES = 4_000_000_000
+
+
 class LocalModelSource:
     """A causal LM (a hub id or a directory) loaded on first need on a thread of its own; prompts
     that arrive while it generates are rewritten together in the next call."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(
+        self,
+        source: str,
+        device: torch.device | None = None,
+        budget: MemoryBudget | None = None,
+    ) -> None:
         self.source = source
         self.name = f"prompt-rewriter:{source}"
+        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        # The engine's memory budget when the model shares the pipelines' device: it waits for
+        # room as a pipeline does and is released when a pipeline needs the room.
+        self.budget = budget
+        self._bytes = 0
         self._lock = threading.Lock()
         # Any: to a type checker, transformers' model classes have `generate` as a Tensor.
         self._model: Any = None
@@ -116,7 +132,12 @@ class LocalModelSource:
                     future.set_result(answer)
 
     def _generate(self, conversations: list[list[dict[str, str]]]) -> list[str]:
-        with self._lock:
+        budgeted = (
+            nullcontext()
+            if self.budget is None
+            else self.budget.use(self, self._bytes or EXPECTED_BYTES)
+        )
+        with budgeted, self._lock:
             model, tokenizer = self._loaded()
             texts = [
                 # Qwen3's switch for its non-thinking mode; other templates ignore it.
@@ -135,7 +156,7 @@ class LocalModelSource:
 
     def _loaded(self) -> tuple[Any, Any]:
         if self._model is None:
-            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            device = self.device
             dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
             try:
                 # Fetched before taking the load lock: a download must not hold up pipeline loads.
@@ -153,20 +174,19 @@ class LocalModelSource:
             except (OSError, ValueError, HfHubHTTPError) as exc:
                 raise RewriterUnavailable(f"cannot load {self.source}: {exc}") from exc
             self._model, self._tokenizer = model, tokenizer
+            self._bytes = int(sum(p.numel() * p.element_size() for p in model.parameters()))
             log.info("prompt rewriter %s loaded on %s", self.source, device)
         return self._model, self._tokenizer
 
     def resident_bytes(self) -> int:
         """Bytes of weights held now (0 before the first rewrite and after `release`)."""
-        model = self._model
-        if model is None:
-            return 0
-        return int(sum(p.numel() * p.element_size() for p in model.parameters()))
+        return self._bytes
 
     def release(self) -> None:
         """Drop the weights; the next rewrite loads them again."""
         with self._lock:
             self._model = self._tokenizer = None
+            self._bytes = 0
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
