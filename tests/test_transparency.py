@@ -15,6 +15,7 @@ import openai
 import pytest
 import torch
 from PIL import Image
+from pydantic import ByteSize
 
 from easel.catalog import Catalog
 from easel.encoding import read_xmp
@@ -171,7 +172,7 @@ async def test_the_matting_model_shares_the_pipelines_memory_budget(
     settings = Settings(
         data_dir=tmp_path,
         matting_model=str(tiny_matting),
-        memory_budget=max(pipeline, matte) + min(pipeline, matte) // 2,
+        memory_budget=ByteSize(max(pipeline, matte) + min(pipeline, matte) // 2),
     )
     async with running_app(settings, catalog) as app:
         budget = app.app.state.services.engine.memory_budget
