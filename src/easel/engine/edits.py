@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     from easel.engine.jobs import BatchKey, Part
 
 
+# FLUX.2's image processor refuses reference images smaller than this on a side, or more
+# elongated than this ratio.
+_REFERENCE_MIN_SIDE = 64
+_REFERENCE_MAX_ASPECT = 8.0
+
+
 class EditMode(StrEnum):
     IMAGE_TO_IMAGE = "image-to-image"
     INPAINT = "inpaint"
@@ -40,18 +46,19 @@ class EditCall:
     pipeline_class: str | None
     # How far from the input the call goes; None where the call takes no strength.
     strength: float | None
-
-    @property
-    def shares_inputs(self) -> bool:
-        """The call takes one set of input images for all its images (references are not per
-        image), so it serves one request's images only."""
-        return self.mode is EditMode.REFERENCES
+    # The call takes reference images once for all its images, so it serves one request only.
+    shares_inputs: bool = False
+    # The most images one call may make, where the pipeline limits it.
+    most_images: int | None = None
 
     @property
     def label(self) -> str:
-        if self.strength is None:
-            return str(self.mode)
-        return f"{self.mode} strength {self.strength:g}"
+        label = str(self.mode)
+        if self.shares_inputs and self.mode is not EditMode.REFERENCES:
+            label += " with references"
+        if self.strength is not None:
+            label += f" strength {self.strength:g}"
+        return label
 
 
 def edit_call(pipe: DiffusionPipeline, plan: GenerationPlan) -> EditCall | None:
@@ -74,9 +81,10 @@ def edit_call(pipe: DiffusionPipeline, plan: GenerationPlan) -> EditCall | None:
     if len(edit.images) == 1 and family.img2img:
         return EditCall(EditMode.IMAGE_TO_IMAGE, family.img2img, strength)
     if family.multi_reference:
-        return EditCall(EditMode.REFERENCES, None, None)
+        _check_references(edit.images)
+        return EditCall(EditMode.REFERENCES, None, None, shares_inputs=True)
     if family.img2img:
-        raise _too_many_images(plan.model, len(edit.images), limit=1)
+        raise _too_many_images(plan.model, len(edit.images), limit=1, masked=False)
     raise InvalidRequestError(
         f"The model `{plan.model}` cannot edit images without a mask: its family "
         f"({family.name}) has no image-to-image pipeline.",
@@ -95,16 +103,18 @@ def _inpaint_call(
             param="mask",
             code="invalid_value",
         )
-    if len(edit.images) > 1:
-        # FLUX.2 klein's inpaint pipeline pairs references with the call's images one to one
-        # whenever their counts match, so a masked edit takes its one image alone.
+    if len(edit.images) == 1:
+        return EditCall(EditMode.INPAINT, family.inpaint, strength)
+    if not family.multi_reference:
         raise _too_many_images(plan.model, len(edit.images), limit=1, masked=True)
-    return EditCall(EditMode.INPAINT, family.inpaint, strength)
+    # The mask is the first image's; the others are references. FLUX.2 klein's inpaint pipeline
+    # pairs references with the call's images one to one whenever their counts match, so each
+    # call makes one image, which takes every reference.
+    _check_references(edit.images[1:])
+    return EditCall(EditMode.INPAINT, family.inpaint, strength, shares_inputs=True, most_images=1)
 
 
-def _too_many_images(
-    model: str, images: int, *, limit: int, masked: bool = False
-) -> InvalidRequestError:
+def _too_many_images(model: str, images: int, *, limit: int, masked: bool) -> InvalidRequestError:
     with_mask = " with a mask" if masked else ""
     return InvalidRequestError(
         f"Invalid 'image': array too long. Expected an array with maximum length {limit} for "
@@ -112,6 +122,18 @@ def _too_many_images(
         param="image",
         code="array_above_max_length",
     )
+
+
+def _check_references(images: Sequence[np.ndarray]) -> None:
+    for image in images:
+        height, width = image.shape[:2]
+        if max(width / height, height / width) > _REFERENCE_MAX_ASPECT:
+            raise InvalidRequestError(
+                f"Invalid 'image': a {width}x{height} reference image is too elongated for this "
+                f"model; its sides may differ by at most {_REFERENCE_MAX_ASPECT:g} times.",
+                param="image",
+                code="invalid_value",
+            )
 
 
 def _at_least_one_step(strength: float, steps: int) -> float:
@@ -141,6 +163,9 @@ def edit_arguments(call: EditCall, key: BatchKey, parts: Sequence[Part]) -> dict
         edit = _edit_of(parts[0])
         arguments["image"] = [_scaled_to_area(image, size) for image in edit.images]
         return arguments
+    if call.shares_inputs:
+        references = _edit_of(parts[0]).images[1:]
+        arguments["image_reference"] = [_scaled_to_area(image, size) for image in references]
     images: list[Image.Image] = []
     masks: list[Image.Image] = []
     for part in parts:
@@ -165,10 +190,15 @@ def _edit_of(part: Part) -> EditInputs:
 
 
 def _scaled_to_area(image: np.ndarray, size: tuple[int, int]) -> Image.Image:
-    """A reference image in its own aspect ratio, with as many pixels as the generated image: the
-    pipeline reads every reference pixel, so the generation size bounds their cost."""
+    """A reference image in its own aspect ratio, with at most as many pixels as the generated
+    image: the pipeline attends to every reference pixel, so the generation size bounds their
+    cost. A smaller one stays as it is (enlarging adds cost, not detail) unless it is smaller
+    than the pipeline takes."""
     height, width = image.shape[:2]
-    scale = math.sqrt(size[0] * size[1] / (width * height))
+    scale = min(1.0, math.sqrt(size[0] * size[1] / (width * height)))
+    scale = max(scale, _REFERENCE_MIN_SIDE / min(width, height))
+    if scale == 1:
+        return Image.fromarray(image)
     scaled = (max(1, round(width * scale)), max(1, round(height * scale)))
     return Image.fromarray(image).resize(scaled, Image.Resampling.LANCZOS)
 

@@ -330,10 +330,13 @@ class BatchScheduler:
         )
 
     def _batch_limit(self, key: BatchKey) -> int:
-        """Most images in a batch of this class: the configured image and pixel budgets, and
-        within them the size the sizer measured fastest."""
+        """Most images in a batch of this class: the configured image and pixel budgets, an edit
+        call's own limit, and within them the size the sizer measured fastest."""
         by_pixels = self.config.batch_pixels // (key.width * key.height)
-        return self.sizer.limit(key, max(1, min(self.config.batch_images, by_pixels)))
+        budget = max(1, min(self.config.batch_images, by_pixels))
+        if key.edit and key.edit.most_images:
+            budget = min(budget, key.edit.most_images)
+        return self.sizer.limit(key, budget)
 
     def _take_batch(self, pipe: DiffusionPipeline) -> tuple[BatchKey, list[Part]]:
         """The oldest request (as many of its images as fit, at least one) plus every later
