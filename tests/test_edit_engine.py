@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from easel.engine.engine import Engine
 from easel.engine.families import family_of
 from easel.engine.faults import OOM_ENV
 from easel.engine.types import GeneratedImage
-from easel.errors import InvalidRequestError
+from easel.errors import DeadlineExceededError, InvalidRequestError
 from easel.settings import Settings
 
 SIZE = 256
@@ -45,6 +45,8 @@ def catalog(
         ("sdxl", tiny_sdxl, 4),
         ("zimage", tiny_zimage, 4),
         ("klein", tiny_flux2_klein, 1),
+        # Hundreds of steps: long enough for a deadline or a client to leave mid-batch.
+        ("slow", tiny_sd, 400),
     ]
     config.write_text(
         "models:\n"
@@ -130,6 +132,16 @@ def generation_plan(catalog: Catalog, model: str, prompt: str = "a cat") -> Gene
 
 def pixels(images: list[list[GeneratedImage]]) -> list[np.ndarray]:
     return [image.pixels.astype(np.int16) for request in images for image in request]
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    """Wait until `condition()` holds (the scheduler's counters have no event to wait on), for a
+    minute at most."""
+    async with asyncio.timeout(60):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.01)
 
 
 def mean_difference(a: np.ndarray, b: np.ndarray) -> float:
@@ -268,6 +280,24 @@ def test_an_edit_split_by_out_of_memory_keeps_its_inputs(
     assert {image.batch_images for image in halves[0]} == {1}
     for together, alone in zip(whole, pixels(halves), strict=True):
         assert mean_difference(together, alone) < 1
+
+
+def test_an_edit_past_its_deadline_stops_mid_batch(catalog: Catalog, engine: EngineLoop) -> None:
+    # The deadline cancels the request as a client that goes away does (test_scheduler.py shows
+    # both for generations): its running batch stops at the next step.
+    plan = edit_plan(catalog, "slow", [picture(21)], strength=1.0)
+    # `slow` shares `sd`'s weights, so its worker and counters too: count from here.
+    stats = engine.engine.workers["slow"].scheduler.stats
+    engine.engine.pipeline("slow")  # loaded: the deadline is spent on the batch, not the load
+    abandoned, batches = stats.abandoned_batches, stats.batches
+
+    async def past_the_deadline() -> None:
+        with pytest.raises(DeadlineExceededError):
+            await engine.engine.generate(plan, seed=1, deadline_seconds=0.5)
+        await eventually(lambda: stats.abandoned_batches == abandoned + 1)
+
+    engine.loop.run_until_complete(past_the_deadline())
+    assert stats.batches == batches  # it never ran its 400 steps to the end
 
 
 @pytest.mark.parametrize("model", ["sd", "sdxl", "zimage", "klein"])
