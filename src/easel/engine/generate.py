@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
+from easel.engine.edits import edit_arguments, edit_pipeline, keep_unmasked
 from easel.engine.faults import check_injected_oom
 from easel.engine.pipeline_args import guidance_arguments
 from easel.engine.prompt_embeddings import with_long_prompts_encoded
@@ -44,6 +45,7 @@ def run_batch(
     after_step: StepHook | None = None,
 ) -> list[list[GeneratedImage]]:
     """Run the pipeline once for every image of `parts`; image i of a job is seeded with seed + i.
+    An edit's batch runs the pipeline its key's edit call needs, derived from `pipe`.
 
     Returns each part's images at its own job's requested size. Raises `BatchAbandoned` at the
     first step boundary after `abandoned()` turns true; calls `after_step(step, tensors)` after
@@ -61,6 +63,7 @@ def run_batch(
             seed = part.job.seed + index
             generators.append(torch.Generator(device=generator_device).manual_seed(seed))
     check_injected_oom(len(prompts), key.width, key.height)
+    call = pipe if key.edit is None else edit_pipeline(pipe, key.edit)
     kwargs: dict[str, Any] = {
         "prompt": prompts,
         "num_images_per_prompt": 1,
@@ -71,15 +74,21 @@ def run_batch(
         "output_type": "pt",
         **guidance_arguments(pipe, key, negatives),
     }
-    if _accepts(pipe, "callback_on_step_end"):
+    if key.edit is not None:
+        kwargs.update(edit_arguments(key.edit, key, parts))
+    if not _accepts(call, "width"):  # image-to-image pipelines generate at their input's size
+        del kwargs["width"], kwargs["height"]
+    if _accepts(call, "callback_on_step_end"):
         kwargs["callback_on_step_end"] = _stop_when(abandoned, after_step)
     with torch.inference_mode():
-        images = pipe(**with_long_prompts_encoded(pipe, kwargs)).images
+        images = call(**with_long_prompts_encoded(call, kwargs)).images
     results: list[list[GeneratedImage]] = []
     offset = 0
     for part in parts:
         plan = part.job.plan
         pixels = to_uint8(images[offset : offset + part.count], plan.width, plan.height)
+        if plan.edit is not None:
+            pixels = keep_unmasked(pixels, plan.edit)
         offset += part.count
         results.append(
             [

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from easel.catalog import GenerationPlan
+from easel.engine.edits import EditCall
 from easel.engine.types import GeneratedImage, GenerationTiming, PreviewRequest
 from easel.observability.logs import request_id_var
 
@@ -23,12 +24,24 @@ class BatchKey:
     guidance_scale: float
     # SDXL encodes a missing negative prompt as zeros but "" as text: the two cannot share a call.
     has_negative_prompt: bool
+    # How an edit's call takes its input images; None for a generation, so the two never share.
+    edit: EditCall | None = None
+
+    @property
+    def denoising_steps(self) -> int:
+        """The steps the call runs: image-to-image and inpainting at strength s skip the first
+        (1 - s) of the schedule, as diffusers' pipelines count them."""
+        strength = self.edit.strength if self.edit is not None else None
+        if strength is None:
+            return self.steps
+        return max(1, min(int(self.steps * strength), self.steps))
 
     @property
     def label(self) -> str:
         negative = ", negative prompt" if self.has_negative_prompt else ""
         size = f"{self.width}x{self.height}"
-        return f"{size}, {self.steps} steps, guidance {self.guidance_scale:g}{negative}"
+        edit = f", {self.edit.label}" if self.edit else ""
+        return f"{size}, {self.steps} steps, guidance {self.guidance_scale:g}{negative}{edit}"
 
 
 @dataclass(eq=False)

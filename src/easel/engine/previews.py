@@ -115,7 +115,7 @@ def step_previews(pipe: DiffusionPipeline, key: BatchKey, parts: Sequence[Part])
     for part in parts:
         request = part.job.previews
         if request is not None and part.first == 0:
-            at_steps = preview_steps(key.steps, request.count)
+            at_steps = preview_steps(key.denoising_steps, request.count)
             if at_steps:
                 watches.append(_Watch(part.job, request, row, at_steps))
         row += part.count

@@ -26,6 +26,7 @@ from diffusers import DiffusionPipeline
 from easel.background import cancel_and_wait
 from easel.catalog import GenerationPlan
 from easel.engine.batch_sizing import BatchSizer
+from easel.engine.edits import edit_call
 from easel.engine.generate import BatchAbandoned, run_batch
 from easel.engine.jobs import (
     BatchKey,
@@ -41,7 +42,13 @@ from easel.engine.resolution import generation_size
 from easel.engine.running_average import RunningAverage
 from easel.engine.tokens import count_text_tokens
 from easel.engine.types import GeneratedImage, Generation, PreviewRequest, SchedulerConfig
-from easel.errors import DeadlineExceededError, EaselError, RateLimitError, ServerError
+from easel.errors import (
+    DeadlineExceededError,
+    EaselError,
+    InvalidRequestError,
+    RateLimitError,
+    ServerError,
+)
 from easel.observability.metrics import observe_batch_size, set_batch_limit, set_queue_depth
 
 log = logging.getLogger(__name__)
@@ -258,9 +265,13 @@ class BatchScheduler:
                 self._fail_pending()
                 continue
             try:
-                # The requests may have given up while the pipeline loaded or waited for memory.
+                # The requests may have given up while the pipeline loaded or waited for memory;
+                # edits the loaded model cannot run are refused before any key is made of them,
+                # those that arrived while waiting for company too.
+                self._refuse_unrunnable(pipe)
                 if self._pending:
                     await self._wait_for_company(pipe)
+                self._refuse_unrunnable(pipe)
                 if not self._pending:
                     continue
                 key, parts = self._take_batch(pipe)
@@ -279,13 +290,32 @@ class BatchScheduler:
         self._pending.clear()
         self._queue_changed()
 
+    def _refuse_unrunnable(self, pipe: DiffusionPipeline) -> None:
+        """Fail the waiting edits the loaded model cannot run (a mask to a family without an
+        inpaint pipeline, too many images), each with its own 400."""
+        refused = False
+        for job in list(self._pending):
+            try:
+                edit_call(pipe, job.plan)
+            except InvalidRequestError as exc:
+                self._pending.remove(job)
+                refused = True
+                if not job.future.done():
+                    job.future.set_exception(exc)
+                job.log(log, logging.INFO, "%s: refused an edit: %s", job.plan.model, exc)
+        if refused:
+            self._queue_changed()
+
     async def _wait_for_company(self, pipe: DiffusionPipeline) -> None:
         """Wait a few milliseconds for more requests, but only while company is likely and the
         next batch is not yet full. A lone client never pays the wait."""
         assert self._wakeup is not None
         oldest = self._pending[0]
         until = oldest.enqueued_at + self.config.batch_wait_seconds
-        full = self._batch_limit(self._key(pipe, oldest))
+        key = self._key(pipe, oldest)
+        if key.edit and key.edit.shares_inputs:
+            return  # no other request can join its call
+        full = self._batch_limit(key)
         while self._pending and self.queued_images < full and self._company_likely():
             remaining = until - time.monotonic()
             if remaining <= 0:
@@ -308,14 +338,22 @@ class BatchScheduler:
         plan = job.plan
         width, height = generation_size(pipe, plan.width, plan.height)
         return BatchKey(
-            width, height, plan.steps, plan.guidance_scale, plan.negative_prompt is not None
+            width,
+            height,
+            plan.steps,
+            plan.guidance_scale,
+            plan.negative_prompt is not None,
+            edit_call(pipe, plan),
         )
 
     def _batch_limit(self, key: BatchKey) -> int:
-        """Most images in a batch of this class: the configured image and pixel budgets, and
-        within them the size the sizer measured fastest."""
+        """Most images in a batch of this class: the configured image and pixel budgets, an edit
+        call's own limit, and within them the size the sizer measured fastest."""
         by_pixels = self.config.batch_pixels // (key.width * key.height)
-        return self.sizer.limit(key, max(1, min(self.config.batch_images, by_pixels)))
+        budget = max(1, min(self.config.batch_images, by_pixels))
+        if key.edit and key.edit.most_images:
+            budget = min(budget, key.edit.most_images)
+        return self.sizer.limit(key, budget)
 
     def _take_batch(self, pipe: DiffusionPipeline) -> tuple[BatchKey, list[Part]]:
         """The oldest request (as many of its images as fit, at least one) plus every later
@@ -330,13 +368,18 @@ class BatchScheduler:
         for job in self._pending[1:]:
             if used >= budget:
                 break
-            if job.undispatched <= budget - used and self._key(pipe, job) == key:
+            if job.undispatched <= budget - used and self._joins(pipe, key, job):
                 parts.append(Part(job, job.dispatched, job.undispatched))
                 used += job.undispatched
                 job.dispatched = job.plan.n
         self._pending = [job for job in self._pending if job.undispatched]
         self._queue_changed()
         return key, parts
+
+    def _joins(self, pipe: DiffusionPipeline, key: BatchKey, job: Job) -> bool:
+        """Whether `job` may join a batch of `key`: the same key, unless the call takes one set of
+        input images for all its images (then it is the oldest request's alone)."""
+        return self._key(pipe, job) == key and not (key.edit and key.edit.shares_inputs)
 
     async def _run(
         self,
