@@ -95,6 +95,7 @@ def test_dit_serving_bench_reports_both_rates_and_the_ratio(
     assert result["server_overhead_ratio"] == pytest.approx(
         result["raw_images_per_second"] / result["easel_images_per_second"], rel=0.01
     )
+    assert result["server_overhead_ratio_p50"] > 0 and result["server_overhead_ratio_fastest"] > 0
     assert result["easel"]["failures"] == {}
 
 
