@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from diffusers import (
     ZImagePipeline,
     ZImageTransformer2DModel,
 )
-from transformers import Qwen3Config, Qwen3ForCausalLM, Qwen3Model
+from transformers import Qwen2Tokenizer, Qwen3Config, Qwen3ForCausalLM, Qwen3Model
 
 from easel.devtools.tiny_pipelines import _qwen_tokenizer
 
@@ -99,6 +99,7 @@ FLUX2_VAE: dict[str, Any] = {}
 
 # Toy sizes: the same classes, a few thousand parameters wide, for CPU tests of the GPU code path.
 _TOY_QWEN3: dict[str, Any] = {
+    "vocab_size": 512,
     "hidden_size": 32,
     "intermediate_size": 64,
     "num_attention_heads": 2,
@@ -116,6 +117,8 @@ _TOY_VAE: dict[str, Any] = {
 }
 # FLUX.2 klein reads the Qwen3 encoder's hidden states 9, 18 and 27: even a toy needs 27 layers.
 _KLEIN_TEXT_LAYERS = 27
+_TOY_KLEIN_LATENTS = 8
+_TOY_PROMPT_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,7 @@ def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
-def _tokenizer() -> Any:
+def _tokenizer() -> Qwen2Tokenizer:
     with tempfile.TemporaryDirectory(prefix="easel-bench-tokenizer-") as folder:
         return _qwen_tokenizer(Path(folder))
 
@@ -209,56 +212,53 @@ FLUX2_KLEIN_4B = DitArchitecture(
 REAL_ARCHITECTURES = (ZIMAGE_TURBO, FLUX2_KLEIN_4B)
 
 
+ZIMAGE_TURBO_TOY = replace(
+    ZIMAGE_TURBO,
+    name="Z-Image-Turbo (toy)",
+    text_encoder={**QWEN3_4B, **_TOY_QWEN3, "num_hidden_layers": 2},
+    transformer={
+        "in_channels": 16,
+        "dim": 32,
+        "n_layers": 2,
+        "n_refiner_layers": 1,
+        "n_heads": 2,
+        "n_kv_heads": 2,
+        "cap_feat_dim": 32,
+        "axes_dims": [4, 6, 6],
+    },
+    vae={
+        **_TOY_VAE,
+        **{key: FLUX1_VAE[key] for key in ("latent_channels", "scaling_factor", "shift_factor")},
+        "use_quant_conv": False,
+        "use_post_quant_conv": False,
+    },
+    steps=1,
+    prompt_tokens=_TOY_PROMPT_TOKENS,
+)
+
+FLUX2_KLEIN_4B_TOY = replace(
+    FLUX2_KLEIN_4B,
+    name="FLUX.2-klein-4B (toy)",
+    text_encoder={**QWEN3_4B, **_TOY_QWEN3, "num_hidden_layers": _KLEIN_TEXT_LAYERS},
+    transformer={
+        "in_channels": 4 * _TOY_KLEIN_LATENTS,
+        "num_layers": 1,
+        "num_single_layers": 1,
+        "attention_head_dim": 16,
+        "num_attention_heads": 1,
+        "joint_attention_dim": 3 * _TOY_QWEN3["hidden_size"],
+        "timestep_guidance_channels": 32,
+        "axes_dims_rope": (4, 4, 4, 4),
+        "guidance_embeds": False,
+    },
+    vae={**_TOY_VAE, "latent_channels": _TOY_KLEIN_LATENTS},
+    steps=1,
+    prompt_tokens=_TOY_PROMPT_TOKENS,
+)
+
+_TOY_TWINS = {ZIMAGE_TURBO.name: ZIMAGE_TURBO_TOY, FLUX2_KLEIN_4B.name: FLUX2_KLEIN_4B_TOY}
+
+
 def toy(architecture: DitArchitecture) -> DitArchitecture:
-    """The same model family at toy width (and one step), built by the same code."""
-    if architecture.builder is _build_zimage:
-        transformer: dict[str, Any] = {
-            "in_channels": 16,
-            "dim": 32,
-            "n_layers": 2,
-            "n_refiner_layers": 1,
-            "n_heads": 2,
-            "n_kv_heads": 2,
-            "cap_feat_dim": 32,
-            "axes_dims": [4, 6, 6],
-        }
-        text_encoder = {**QWEN3_4B, **_TOY_QWEN3, "vocab_size": 512, "num_hidden_layers": 2}
-        vae = {
-            **_TOY_VAE,
-            **{
-                key: FLUX1_VAE[key] for key in ("latent_channels", "scaling_factor", "shift_factor")
-            },
-            "use_quant_conv": False,
-            "use_post_quant_conv": False,
-        }
-    else:
-        latent_channels = 8
-        transformer = {
-            "in_channels": 4 * latent_channels,
-            "num_layers": 1,
-            "num_single_layers": 1,
-            "attention_head_dim": 16,
-            "num_attention_heads": 1,
-            "joint_attention_dim": 3 * _TOY_QWEN3["hidden_size"],
-            "timestep_guidance_channels": 32,
-            "axes_dims_rope": (4, 4, 4, 4),
-            "guidance_embeds": False,
-        }
-        text_encoder = {
-            **QWEN3_4B,
-            **_TOY_QWEN3,
-            "vocab_size": 512,
-            "num_hidden_layers": _KLEIN_TEXT_LAYERS,
-        }
-        vae = {**_TOY_VAE, "latent_channels": latent_channels}
-    return DitArchitecture(
-        name=f"{architecture.name} (toy)",
-        text_encoder=text_encoder,
-        transformer=transformer,
-        vae=vae,
-        steps=1,
-        guidance_scale=architecture.guidance_scale,
-        published=architecture.published,
-        builder=architecture.builder,
-        prompt_tokens=16,
-    )
+    """The same model family at toy width, one step and a short prompt, built by the same code."""
+    return _TOY_TWINS[architecture.name]
