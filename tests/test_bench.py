@@ -7,11 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+from diffusers import Flux2KleinPipeline, ZImagePipeline
 from PIL import Image
 
+from easel.bench import dit_gpu, dit_serving
+from easel.bench.dit_architectures import FLUX2_KLEIN_4B, REAL_ARCHITECTURES, ZIMAGE_TURBO, toy
+from easel.bench.gpu import datasheet_peak
 from easel.bench.machine import describe, slug
 from easel.bench.report import draw_chart, write_json
 from easel.bench.runner import targets
+from easel.bench.workload import Workload
 
 
 def sample_results() -> dict[str, object]:
@@ -71,3 +78,88 @@ def test_bad_concurrency_is_refused(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "--concurrency expects numbers" in result.stderr
+
+
+def test_datasheet_peak_names_the_card_cuda_reports() -> None:
+    assert datasheet_peak("NVIDIA H100 80GB HBM3") == 989.4e12  # the SXM part
+    assert datasheet_peak("NVIDIA H200") == 989.4e12
+    assert datasheet_peak("NVIDIA GeForce RTX 3090") is None
+
+
+def test_dit_serving_bench_reports_both_rates_and_the_ratio(
+    tiny_zimage: Path, tmp_path: Path
+) -> None:
+    workload = Workload("tiny-zimage", tiny_zimage, side=256, steps=1, guidance_scale=0.0)
+    result = dit_serving.measure(workload, tmp_path, lambda _: None, rounds=1, calls=1)
+    assert result["raw_images_per_second"] > 0 and result["easel_images_per_second"] > 0
+    assert result["server_overhead_ratio"] == pytest.approx(
+        result["raw_images_per_second"] / result["easel_images_per_second"], rel=0.01
+    )
+    assert result["server_overhead_ratio_p50"] > 0 and result["server_overhead_ratio_fastest"] > 0
+    assert result["easel"]["failures"] == {}
+
+
+def test_real_dit_configs_are_the_published_sizes() -> None:
+    assert ZIMAGE_TURBO.transformer["dim"] == 3840 and ZIMAGE_TURBO.transformer["n_layers"] == 30
+    klein = FLUX2_KLEIN_4B.transformer
+    assert (klein["num_layers"], klein["num_single_layers"]) == (5, 20)
+    # klein conditions on three of the encoder's hidden states side by side.
+    assert klein["joint_attention_dim"] == 3 * FLUX2_KLEIN_4B.text_encoder["hidden_size"]
+    assert ZIMAGE_TURBO.transformer["cap_feat_dim"] == ZIMAGE_TURBO.text_encoder["hidden_size"]
+
+
+def test_dit_architecture_builders_make_the_right_pipelines_at_toy_scale() -> None:
+    classes = {
+        type(toy(architecture).build(torch.float32, torch.device("cpu")))
+        for architecture in REAL_ARCHITECTURES
+    }
+    assert classes == {ZImagePipeline, Flux2KleinPipeline}
+
+
+def test_dit_gpu_bench_code_path_runs_on_cpu_at_toy_scale() -> None:
+    """The CUDA benchmark's own measuring code, with toy configs, on CPU, compile off."""
+    lines: list[str] = []
+    results = dit_gpu.measure(
+        [toy(architecture) for architecture in REAL_ARCHITECTURES],
+        torch.device("cpu"),
+        torch.float32,
+        peak_flops=1e9,  # toy FLOPs against a toy peak, so the fraction is visible
+        side=32,
+        batches=(1, 2),
+        compile_transformer=False,
+        timed_calls=1,
+        say=lines.append,
+    )
+    assert [entry["pipeline"] for entry in results] == ["ZImagePipeline", "Flux2KleinPipeline"]
+    for entry in results:
+        assert 0 < entry["transformer_flops_per_step"] <= entry["flops_per_image"]
+        assert [(run["variant"], run["batch"]) for run in entry["runs"]] == [
+            ("plain", 1),
+            ("plain", 2),
+        ]
+        assert all(run["images_per_second"] > 0 and run["mfu"] > 0 for run in entry["runs"])
+    assert any("published: 0.57 s" in line for line in lines)
+
+
+def test_flops_of_one_step_are_counted_on_cpu() -> None:
+    architecture = toy(ZIMAGE_TURBO)
+    pipe = architecture.build(torch.float32, torch.device("cpu"))
+    one_step = dit_gpu.count_flops(pipe, architecture, side=32, steps=1)
+    three_steps = dit_gpu.count_flops(pipe, architecture, side=32, steps=3)
+    assert one_step.per_step > 0
+    assert three_steps.per_image == pytest.approx(one_step.per_image + 2 * one_step.per_step)
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA"
+)
+def test_dit_gpu_bench_refuses_without_cuda(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "easel", "bench", "--dit-gpu", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert "needs a CUDA GPU" in " ".join(result.stderr.split())
+    assert not list(tmp_path.iterdir())

@@ -20,9 +20,10 @@ from easel.engine.tuning import tune_for_serving
 
 Say = Callable[[str], None]
 
-# Dense bf16/fp16 tensor-core peaks from NVIDIA's datasheets (no sparsity), in FLOP/s.
+# Dense bf16/fp16 tensor-core peaks from NVIDIA's datasheets (no sparsity), in FLOP/s, keyed by
+# the words of the name CUDA reports: the SXM H100 calls itself "NVIDIA H100 80GB HBM3".
 DATASHEET_PEAKS = {
-    "H100 SXM": 989.4e12,
+    "H100 HBM3": 989.4e12,
     "H100 NVL": 835.5e12,
     "H100 PCIe": 756.5e12,
     "H200": 989.4e12,

@@ -44,6 +44,23 @@ def bench(
             "(512 px, 1 step, random weights); writes decoders-<machine>.json under --out.",
         ),
     ] = False,
+    dit: Annotated[
+        bool,
+        typer.Option(
+            "--dit",
+            help="Only the DiT serving comparison: the tiny Z-Image pipeline through `easel serve` "
+            "against the same pipeline called directly; writes dit-serving-<machine>.json.",
+        ),
+    ] = False,
+    dit_gpu: Annotated[
+        bool,
+        typer.Option(
+            "--dit-gpu",
+            help="CUDA only: the Z-Image-Turbo and FLUX.2-klein-4B architectures (random weights) "
+            "at 1024 px, batch 1 and 4, plain and compiled, with MFU; writes "
+            "dit-gpu-<machine>.json.",
+        ),
+    ] = False,
 ) -> None:
     """Measure Easel against the raw diffusers pipeline; write JSON and a chart under --out.
 
@@ -59,6 +76,20 @@ def bench(
         err.print("[red]concurrency levels and request counts must be at least 1[/red]")
         raise typer.Exit(2)
     # Imported here: the benchmark loads PyTorch, which no other command needs at start.
+    if dit_gpu:
+        from easel.bench import dit_gpu as dit_gpu_bench
+
+        try:
+            typer.echo(str(dit_gpu_bench.run(out, _say)))
+        except dit_gpu_bench.CudaRequired as refused:
+            err.print(f"[red]{refused}[/red]", highlight=False)
+            raise typer.Exit(2) from None
+        return
+    if dit:
+        from easel.bench import dit_serving
+
+        typer.echo(str(dit_serving.run(out, _say)))
+        return
     if decoders:
         from easel.bench.decoders import run
 
