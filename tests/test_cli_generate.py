@@ -11,6 +11,7 @@ import openai
 import pytest
 from PIL import Image
 
+from easel.catalog.defaults import DEFAULT_MODELS
 from tests.cli import run_easel
 from tests.images import decode_b64, images_of, open_png
 
@@ -26,8 +27,9 @@ def test_generate_writes_pngs_that_explain_themselves(tiny_sd: Path, tmp_path: P
     assert result.returncode == 0, result.stderr
     paths = written(result.stdout)
     assert paths == [tmp_path / "dall-e-2-99.png", tmp_path / "dall-e-2-100.png"]
-    # The progress bar counted the pipeline's denoising steps (dall-e-2: 2 steps).
-    assert "2/2 steps" in result.stderr
+    # The progress bar counted the pipeline's denoising steps (dall-e-2's built-in preset's).
+    steps = DEFAULT_MODELS["dall-e-2"]["qualities"]["standard"]["steps"]
+    assert f"{steps}/{steps} steps" in result.stderr
     for path, seed in zip(paths, (99, 100), strict=True):
         with open_png(path) as image:
             assert image.format == "PNG" and image.size == (256, 256)
@@ -36,7 +38,7 @@ def test_generate_writes_pngs_that_explain_themselves(tiny_sd: Path, tmp_path: P
         assert text["revised_prompt"] == "a red fox in the snow"
         assert text["seed"] == str(seed)
         assert text["model"] == "dall-e-2"
-        assert text["quality"] == "standard" and text["steps"] == "2"
+        assert text["quality"] == "standard" and text["steps"] == str(steps)
 
     # The same seed again writes the same picture, beside the first one rather than over it.
     again = run_easel("generate", "a red fox in the snow", "-n", "2", "--seed", "99", *source)
@@ -163,14 +165,17 @@ def test_generate_reports_a_pipeline_that_fails_while_running(
         "generate",
         "a cat",
         "--model-source",
-        f"dall-e-2={broken}",
-        "--size",
-        "256x256",
+        f"gpt-image-1={broken}",
+        "--model",
+        "gpt-image-1",
+        # More than the scheduler's one timestep.
+        "--quality",
+        "high",
         "--out",
         str(tmp_path / "out"),
     )
     assert result.returncode == 1
-    assert "the dall-e-2 pipeline failed" in " ".join(result.stderr.split())
+    assert "the gpt-image-1 pipeline failed" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
 
 

@@ -10,12 +10,14 @@ from pathlib import Path
 import openai
 import pytest
 import torch
+import yaml
 from transformers import AutoTokenizer
 
 from easel.devtools.tiny_pipelines import build_tiny_zimage
 from easel.engine.loader import load_pipeline
 from easel.engine.resolution import native_side
 from easel.engine.tuning import tune_for_serving
+from tests.guided_presets import guided_dall_e_3
 from tests.images import decode_b64, images_of, size_of
 from tests.server import RunningServer, create_key, start_server
 
@@ -172,11 +174,14 @@ def zimage_turbo_1024(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_zimage_turbo_as_dall_e_3_generates_at_1024_with_turbo_presets(
     tmp_path: Path, zimage_turbo_1024: Path
 ) -> None:
-    """Issue 12's done check: dall-e-3, with its built-in presets (25 and 40 steps, guidance 5-8,
-    English negative prompts), on a Z-Image-Turbo-like pipeline trained at 1024 px. The engine's
-    start corrects the presets with a warning; the request generates at 1024x1024 without
-    guidance, without a negative prompt, in 8 steps."""
-    running = start_server(tmp_path, "--model", f"dall-e-3={zimage_turbo_1024}")
+    """Issue 12's done check: dall-e-3, with presets made for a model that takes guidance (25
+    and 40 steps, guidance 5-8, English negative prompts), on a Z-Image-Turbo-like pipeline
+    trained at 1024 px. The engine's start corrects the presets with a warning; the request
+    generates at 1024x1024 without guidance, without a negative prompt, in 8 steps."""
+    config = tmp_path / "models.yaml"
+    entry = guided_dall_e_3(str(zimage_turbo_1024))
+    config.write_text(yaml.safe_dump({"models": {"dall-e-3": entry}}), encoding="utf-8")
+    running = start_server(tmp_path, "--config", str(config))
     try:
         client = openai.OpenAI(
             api_key=create_key(tmp_path),

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from easel.catalog import Catalog, ModelSpec
-from easel.catalog.defaults import DEFAULT_MODELS
 from easel.devtools.tiny_pipelines import build_tiny_zimage
 from easel.engine.engine import Engine
 from easel.engine.families import (
@@ -32,6 +31,7 @@ from easel.engine.pipeline_args import guidance_arguments
 from easel.engine.resolution import generation_size, native_side
 from easel.settings import Settings
 from tests.cli import run_easel
+from tests.guided_presets import guided_dall_e_3
 
 FIXTURE_FAMILIES = {
     "tiny_sd": "stable-diffusion",
@@ -100,8 +100,9 @@ def test_family_table_agrees_with_diffusers(family: ModelFamily) -> None:
 
 
 def dall_e_3_on(source: Path) -> ModelSpec:
-    """The built-in dall-e-3 entry (25/40 steps, guidance 7-8, negative prompts) on `source`."""
-    return ModelSpec(name="dall-e-3", **{**DEFAULT_MODELS["dall-e-3"], "source": str(source)})
+    """dall-e-3's rules with guided presets (25/40 steps, guidance 5-8, negative prompts) on
+    `source`."""
+    return ModelSpec(name="dall-e-3", **guided_dall_e_3(str(source)))
 
 
 def test_engine_start_corrects_presets_that_would_burn_a_turbo_checkpoint(

@@ -54,9 +54,11 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The sources the engine loads, in order: the real loader runs, observed."""
     seen: list[str] = []
 
-    def observed(source: str, device: torch.device, dtype: torch.dtype) -> DiffusionPipeline:
+    def observed(
+        source: str, device: torch.device, dtype: torch.dtype, decoder: str | None = None
+    ) -> DiffusionPipeline:
         seen.append(source)
-        return loader.load_pipeline(source, device, dtype)
+        return loader.load_pipeline(source, device, dtype, decoder)
 
     # The worker's own reference: that is the one it calls.
     monkeypatch.setattr("easel.engine.worker.load_pipeline", observed)

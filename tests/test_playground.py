@@ -267,6 +267,8 @@ def test_playground_streams_partial_images_as_they_arrive(
     expect(page.locator("#stream")).to_be_visible()
     page.check("#stream")
     page.select_option("#partial-images", "2")
+    # Enough denoising steps for two previews before the last one.
+    page.select_option("#quality", "high")
     page.fill("#prompt", "a lantern in the fog")
     # Previews are replaced by the final image once it arrives: record each one as it appears.
     page.evaluate(

@@ -24,13 +24,14 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from easel.catalog import Catalog
-from easel.catalog.defaults import DEFAULT_MODELS
+from easel.catalog import Catalog, ModelSpec
+from easel.catalog.defaults import DEFAULT_MODELS, merged_entry
 from easel.devtools.tiny_chat_model import build_tiny_chat_model
 from easel.prompts.revise import revise_prompt
 from easel.prompts.rewriter import open_rewriter
 from easel.prompts.sources import LocalModelSource
 from easel.settings import Settings, SettingsError, load_settings
+from tests.guided_presets import guided_dall_e_3
 from tests.images import decode_b64, images_of
 from tests.inprocess import InProcessApp, running_app
 
@@ -128,11 +129,9 @@ def _catalog(path: Path, tiny_sd: Path, tiny_zimage: Path) -> Catalog:
     models = {
         "dall-e-2": {"source": str(tiny_sd)},
         "dall-e-3": {"source": str(tiny_sd), "qualities": FAST},
-        "dall-e-3-on-z-image": {
-            **DEFAULT_MODELS["dall-e-3"],
-            "source": str(tiny_zimage),
-            "qualities": FAST,
-        },
+        "dall-e-3-on-z-image": merged_entry(
+            DEFAULT_MODELS["dall-e-3"], {"source": str(tiny_zimage), "qualities": FAST}
+        ),
         "z-image": {"source": str(tiny_zimage), "qualities": FAST, "default_quality": "standard"},
     }
     path.write_text(yaml.safe_dump({"models": models}, allow_unicode=True), encoding="utf-8")
@@ -321,8 +320,9 @@ def test_a_chat_server_rewriter_needs_a_model_name() -> None:
 
 
 def test_english_style_words_never_go_onto_a_prompt_in_another_language() -> None:
-    # dall-e-3 with the rewriter off or failed: the Chinese prompt goes as written, and says so.
-    spec = Catalog.build().get("dall-e-3")
+    # dall-e-3 (with styles that also set guidance and a negative prompt) with the rewriter off or
+    # failed: the Chinese prompt goes as written, and says so; the rest of the style still applies.
+    spec = ModelSpec(name="dall-e-3", **guided_dall_e_3("stabilityai/sdxl-base"))
     plan = spec.plan(prompt=SEED_PROMPT, n=1, size=None, quality=None, style="vivid")
     assert plan.prompt == plan.revised_prompt == SEED_PROMPT
     vivid = spec.styles["vivid"]
