@@ -285,6 +285,9 @@ def test_playground_streams_partial_images_as_they_arrive(
     """Needs the server side of streaming (OpenAI's image_generation.* events)."""
     page, problems = signed_in(browser, server, api_key)
     page.select_option("#model", "gpt-image-1")
+    # Enough steps for two previews whichever built-in steps this machine's catalog has (on a
+    # CPU, SD-Turbo's: medium is 2 steps, room for one preview).
+    page.select_option("#quality", "high")
     expect(page.locator("#stream")).to_be_visible()
     page.check("#stream")
     page.select_option("#partial-images", "2")
@@ -452,7 +455,7 @@ def test_playground_streams_an_edit(browser: Browser, server: RunningServer, api
     record_forms(page)
     page.click("#tab-edit")
     page.select_option("#model", "gpt-image-1")
-    page.select_option("#quality", "high")
+    page.select_option("#quality", "high")  # steps for two previews, as above
     page.check("#stream")
     page.select_option("#partial-images", "2")
     page.set_input_files(

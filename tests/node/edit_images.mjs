@@ -20,7 +20,7 @@ const stream = await client.images.edit({
   image: fs.createReadStream(imagePath),
   prompt: "paint it blue",
   size: "1024x1024",
-  quality: "high",
+  quality: "high", // enough steps for two partial images whatever the machine's built-in steps
   stream: true,
   partial_images: 2,
 });
