@@ -203,6 +203,26 @@ def test_playground_works_on_a_phone(browser: Browser, server: RunningServer, ap
     # Nothing wider than the screen: the layout is one column.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(ARTIFACTS / "playground-phone.png"), full_page=True)
+
+    # The Edit tab fits too, and a tap paints the mask where the finger is.
+    page.click("#tab-edit")
+    page.set_input_files(
+        "#edit-images",
+        files=[{"name": "photo.png", "mimeType": "image/png", "buffer": png(512, 512)}],
+    )
+    expect(page.locator("#mask-editor")).to_be_visible()
+    canvas = page.locator("#mask-canvas")
+    canvas.evaluate("(canvas) => canvas.scrollIntoView({ block: 'center' })")
+    box = canvas.bounding_box()
+    assert box is not None
+    page.touchscreen.tap(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    painted = canvas.evaluate(
+        """(canvas) => [0, 256].map(
+          (at) => canvas.getContext('2d').getImageData(at, 256, 1, 1).data[3])"""
+    )
+    assert painted == [0, 255]
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(ARTIFACTS / "playground-phone-edit.png"), full_page=True)
     assert problems == []
 
 
@@ -353,6 +373,18 @@ def drop_image(page: Page, name: str, data: bytes) -> None:
     )
 
 
+def stroke(page: Page, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """Drags the mouse over the mask canvas between two points given as fractions of its box."""
+    # Whole in view, clear of the sticky top bar: the mouse only reaches what is on screen.
+    page.locator("#mask-canvas").evaluate("(canvas) => canvas.scrollIntoView({ block: 'center' })")
+    box = page.locator("#mask-canvas").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * start[0], box["y"] + box["height"] * start[1])
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * end[0], box["y"] + box["height"] * end[1], steps=8)
+    page.mouse.up()
+
+
 @pytest.mark.browser
 def test_playground_edits_an_image_under_a_painted_mask(
     browser: Browser, server: RunningServer, api_key: str
@@ -372,13 +404,7 @@ def test_playground_edits_an_image_under_a_painted_mask(
     expect(page.locator("#mask-editor")).to_be_visible()
 
     # A horizontal stroke across the middle of the image, 40 screen pixels wide.
-    box = page.locator("#mask-canvas").bounding_box()
-    assert box is not None
-    middle = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] * 0.25, middle)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.75, middle, steps=8)
-    page.mouse.up()
+    stroke(page, (0.25, 0.5), (0.75, 0.5))
 
     page.fill("#prompt", "a red balloon")
     with page.expect_request("**/v1/images/edits") as sent:
@@ -403,6 +429,17 @@ def test_playground_edits_an_image_under_a_painted_mask(
     page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")
     assert natural_size(page, "#results img") == (256, 256)
     page.screenshot(path=str(ARTIFACTS / "playground-edit.png"), full_page=True)
+
+    # Erasing across the stroke's middle gives that part of the image back.
+    page.check("#mask-erase")
+    stroke(page, (0.5, 0.2), (0.5, 0.8))
+    with page.expect_request("**/v1/images/edits") as sent:
+        page.click("#generate")
+    erased = sent_form(page, sent.value)["mask"]
+    assert isinstance(erased, bytes)
+    alpha = Image.open(io.BytesIO(erased)).getchannel("A")
+    assert [alpha.getpixel((x, 128)) for x in (70, 128, 186)] == [0, 255, 0]
+    expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
 
     # Cleared, the mask is not sent: the whole image is edited.
     page.click("#mask-clear")

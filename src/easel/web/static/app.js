@@ -8,7 +8,7 @@ const KEY_STORAGE = "easel.apiKey";
 const HISTORY_STORAGE = "easel.history";
 const HISTORY_LIMIT = 20;
 const THUMB_SIDE = 160;
-const MASK_COLOR = "#ff4d6d";
+const MASK_COLOR = "#00e5ff"; // cyan: seldom the colour of what is painted over
 
 const $ = (id) => document.getElementById(id);
 
