@@ -12,7 +12,15 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    FilePayload,
+    Page,
+    Request,
+    expect,
+    sync_playwright,
+)
 
 from tests.edit_images import png
 from tests.server import RunningServer
@@ -63,6 +71,10 @@ def option_values(page: Page, select_id: str) -> list[str]:
         "(options) => options.map(o => o.value)"
     )
     return values
+
+
+def png_file(name: str, data: bytes) -> FilePayload:
+    return {"name": name, "mimeType": "image/png", "buffer": data}
 
 
 def natural_size(page: Page, selector: str) -> tuple[int, int]:
@@ -208,7 +220,7 @@ def test_playground_works_on_a_phone(browser: Browser, server: RunningServer, ap
     page.click("#tab-edit")
     page.set_input_files(
         "#edit-images",
-        files=[{"name": "photo.png", "mimeType": "image/png", "buffer": png(512, 512)}],
+        files=[png_file("photo.png", png(512, 512))],
     )
     expect(page.locator("#mask-editor")).to_be_visible()
     canvas = page.locator("#mask-canvas")
@@ -398,9 +410,7 @@ def test_playground_edits_an_image_under_a_painted_mask(
     page.select_option("#size", "256x256")
     page.select_option("#response-format", "b64_json")
     photo = png(256, 256, (30, 90, 200))
-    page.set_input_files(
-        "#edit-images", files=[{"name": "photo.png", "mimeType": "image/png", "buffer": photo}]
-    )
+    page.set_input_files("#edit-images", files=[png_file("photo.png", photo)])
     expect(page.locator("#mask-editor")).to_be_visible()
 
     # A horizontal stroke across the middle of the image, 40 screen pixels wide.
@@ -497,7 +507,7 @@ def test_playground_streams_an_edit(browser: Browser, server: RunningServer, api
     page.select_option("#partial-images", "2")
     page.set_input_files(
         "#edit-images",
-        files=[{"name": "photo.png", "mimeType": "image/png", "buffer": png(64, 64)}],
+        files=[png_file("photo.png", png(64, 64))],
     )
     page.fill("#prompt", "paint it blue")
     watch_previews(page)
