@@ -486,7 +486,8 @@ def test_playground_makes_variations_and_shows_their_refusals(
     # dall-e-2 varies square images only: the server's envelope is shown, the results stay.
     drop_image(page, "wide.png", png(64, 32))
     page.click("#variations")
-    expect(page.locator("#error")).to_be_visible()
+    # A server round trip: on a busy machine it can outlast the 5 s default.
+    expect(page.locator("#error")).to_be_visible(timeout=60_000)
     expect(page.locator("#error-title")).to_have_text("Invalid image")
     expect(page.locator("#error-message")).to_have_text(
         "Invalid input image - image must be square, got 64x32."
