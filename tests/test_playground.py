@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,8 +11,18 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from PIL import Image
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    FilePayload,
+    Page,
+    Request,
+    expect,
+    sync_playwright,
+)
 
+from tests.edit_images import png
 from tests.server import RunningServer
 from tests.system_programs import require_program
 
@@ -59,6 +71,10 @@ def option_values(page: Page, select_id: str) -> list[str]:
         "(options) => options.map(o => o.value)"
     )
     return values
+
+
+def png_file(name: str, data: bytes) -> FilePayload:
+    return {"name": name, "mimeType": "image/png", "buffer": data}
 
 
 def natural_size(page: Page, selector: str) -> tuple[int, int]:
@@ -199,6 +215,26 @@ def test_playground_works_on_a_phone(browser: Browser, server: RunningServer, ap
     # Nothing wider than the screen: the layout is one column.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(ARTIFACTS / "playground-phone.png"), full_page=True)
+
+    # The Edit tab fits too, and a tap paints the mask where the finger is.
+    page.click("#tab-edit")
+    page.set_input_files(
+        "#edit-images",
+        files=[png_file("photo.png", png(512, 512))],
+    )
+    expect(page.locator("#mask-editor")).to_be_visible()
+    canvas = page.locator("#mask-canvas")
+    canvas.evaluate("(canvas) => canvas.scrollIntoView({ block: 'center' })")
+    box = canvas.bounding_box()
+    assert box is not None
+    page.touchscreen.tap(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    painted = canvas.evaluate(
+        """(canvas) => [0, 256].map(
+          (at) => canvas.getContext('2d').getImageData(at, 256, 1, 1).data[3])"""
+    )
+    assert painted == [0, 255]
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(ARTIFACTS / "playground-phone-edit.png"), full_page=True)
     assert problems == []
 
 
@@ -257,20 +293,9 @@ def test_playground_offers_the_gpt_output_controls(
     assert problems == []
 
 
-@pytest.mark.browser
-def test_playground_streams_partial_images_as_they_arrive(
-    browser: Browser, server: RunningServer, api_key: str
-) -> None:
-    """Needs the server side of streaming (OpenAI's image_generation.* events)."""
-    page, problems = signed_in(browser, server, api_key)
-    page.select_option("#model", "gpt-image-1")
-    expect(page.locator("#stream")).to_be_visible()
-    page.check("#stream")
-    page.select_option("#partial-images", "2")
-    # Enough denoising steps for two previews before the last one.
-    page.select_option("#quality", "high")
-    page.fill("#prompt", "a lantern in the fog")
-    # Previews are replaced by the final image once it arrives: record each one as it appears.
+def watch_previews(page: Page) -> None:
+    """Records in `window.previewsSeen` the index of each partial image the page shows: previews
+    are replaced by the final image once it arrives."""
     page.evaluate(
         """() => {
         window.previewsSeen = [];
@@ -283,10 +308,219 @@ def test_playground_streams_partial_images_as_they_arrive(
         }).observe(document.querySelector('#results'), { childList: true, subtree: true });
         }"""
     )
+
+
+@pytest.mark.browser
+def test_playground_streams_partial_images_as_they_arrive(
+    browser: Browser, server: RunningServer, api_key: str
+) -> None:
+    """Needs the server side of streaming (OpenAI's image_generation.* events)."""
+    page, problems = signed_in(browser, server, api_key)
+    page.select_option("#model", "gpt-image-1")
+    # Enough steps for two previews whichever built-in steps this machine's catalog has (on a
+    # CPU, SD-Turbo's: medium is 2 steps, room for one preview).
+    page.select_option("#quality", "high")
+    expect(page.locator("#stream")).to_be_visible()
+    page.check("#stream")
+    page.select_option("#partial-images", "2")
+    page.fill("#prompt", "a lantern in the fog")
+    watch_previews(page)
     with page.expect_request("**/v1/images/generations") as sent:
         page.click("#generate")
     body = sent.value.post_data_json
     assert body is not None and (body["stream"], body["partial_images"]) == (True, 2)
+    expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
+    assert page.evaluate("window.previewsSeen") == ["0", "1"]
+    page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")
+    assert natural_size(page, "#results img") == (1024, 1024)
+    assert problems == []
+
+
+def record_forms(page: Page) -> None:
+    """Wraps the page's fetch to keep each multipart form it sends: Chromium leaves the file
+    parts out of the request body that Playwright reports."""
+    page.evaluate(
+        """() => {
+        window.sentForms = [];
+        const send = window.fetch;
+        window.fetch = async (url, init = {}) => {
+          if (init.body instanceof FormData) {
+            const fields = {};
+            for (const [name, value] of init.body.entries()) {
+              if (typeof value === "string") { fields[name] = value; continue; }
+              const bytes = new Uint8Array(await value.arrayBuffer());
+              let binary = "";
+              for (const byte of bytes) binary += String.fromCharCode(byte);
+              fields[name] = { file: value.name, base64: btoa(binary) };
+            }
+            window.sentForms.push(fields);
+          }
+          return send(url, init);
+        };
+        }"""
+    )
+
+
+def sent_form(page: Page, request: Request) -> dict[str, str | bytes]:
+    """The fields of the last form the page sent, files as bytes; `request` is its request."""
+    assert request.headers["content-type"].startswith("multipart/form-data; boundary=")
+    fields: dict[str, Any] = page.evaluate("window.sentForms[window.sentForms.length - 1]")
+    return {
+        name: value if isinstance(value, str) else base64.b64decode(value["base64"])
+        for name, value in fields.items()
+    }
+
+
+def drop_image(page: Page, name: str, data: bytes) -> None:
+    """Drops a file on the Edit tab's drop zone as a drag from the desktop would."""
+    page.locator("#drop-zone").evaluate(
+        """(zone, [name, encoded]) => {
+        const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, { type: "image/png" }));
+        const init = { dataTransfer: transfer, bubbles: true, cancelable: true };
+        zone.dispatchEvent(new DragEvent("drop", init));
+        }""",
+        [name, base64.b64encode(data).decode()],
+    )
+
+
+def stroke(page: Page, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """Drags the mouse over the mask canvas between two points given as fractions of its box."""
+    # Whole in view, clear of the sticky top bar: the mouse only reaches what is on screen.
+    page.locator("#mask-canvas").evaluate("(canvas) => canvas.scrollIntoView({ block: 'center' })")
+    box = page.locator("#mask-canvas").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * start[0], box["y"] + box["height"] * start[1])
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * end[0], box["y"] + box["height"] * end[1], steps=8)
+    page.mouse.up()
+
+
+@pytest.mark.browser
+def test_playground_edits_an_image_under_a_painted_mask(
+    browser: Browser, server: RunningServer, api_key: str
+) -> None:
+    page, problems = signed_in(browser, server, api_key)
+    record_forms(page)
+    page.click("#tab-edit")
+    expect(page.locator("#tab-edit")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#generate-label")).to_have_text("Edit")
+    page.select_option("#model", "dall-e-2")
+    page.select_option("#size", "256x256")
+    page.select_option("#response-format", "b64_json")
+    photo = png(256, 256, (30, 90, 200))
+    page.set_input_files("#edit-images", files=[png_file("photo.png", photo)])
+    expect(page.locator("#mask-editor")).to_be_visible()
+
+    # A horizontal stroke across the middle of the image, 40 screen pixels wide.
+    stroke(page, (0.25, 0.5), (0.75, 0.5))
+
+    page.fill("#prompt", "a red balloon")
+    with page.expect_request("**/v1/images/edits") as sent:
+        page.click("#generate")
+    parts = sent_form(page, sent.value)
+    assert parts["image"] == photo
+    assert {name: parts[name] for name in ("model", "prompt", "size", "response_format")} == {
+        "model": "dall-e-2",
+        "prompt": "a red balloon",
+        "size": "256x256",
+        "response_format": "b64_json",
+    }
+    # OpenAI's mask: the image's size, alpha 0 where painted and 255 everywhere else.
+    assert isinstance(parts["mask"], bytes)
+    mask = Image.open(io.BytesIO(parts["mask"]))
+    assert (mask.format, mask.mode, mask.size) == ("PNG", "RGBA", (256, 256))
+    alpha = mask.getchannel("A")
+    assert [alpha.getpixel((x, 128)) for x in (70, 128, 186)] == [0, 0, 0]
+    assert [alpha.getpixel(xy) for xy in ((5, 5), (128, 20), (128, 236), (250, 128))] == [255] * 4
+
+    expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
+    page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")
+    assert natural_size(page, "#results img") == (256, 256)
+    page.screenshot(path=str(ARTIFACTS / "playground-edit.png"), full_page=True)
+
+    # Erasing across the stroke's middle gives that part of the image back.
+    page.check("#mask-erase")
+    stroke(page, (0.5, 0.2), (0.5, 0.8))
+    with page.expect_request("**/v1/images/edits") as sent:
+        page.click("#generate")
+    erased = sent_form(page, sent.value)["mask"]
+    assert isinstance(erased, bytes)
+    alpha = Image.open(io.BytesIO(erased)).getchannel("A")
+    assert [alpha.getpixel((x, 128)) for x in (70, 128, 186)] == [0, 255, 0]
+    expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
+
+    # Cleared, the mask is not sent: the whole image is edited.
+    page.click("#mask-clear")
+    with page.expect_request("**/v1/images/edits") as sent:
+        page.click("#generate")
+    assert "mask" not in sent_form(page, sent.value)
+    expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
+    assert problems == []
+
+
+@pytest.mark.browser
+def test_playground_makes_variations_and_shows_their_refusals(
+    browser: Browser, server: RunningServer, api_key: str
+) -> None:
+    page, problems = signed_in(browser, server, api_key)
+    record_forms(page)
+    page.click("#tab-edit")
+    page.select_option("#model", "dall-e-2")
+    page.select_option("#size", "256x256")
+    page.fill("#n", "2")
+    drop_image(page, "square.png", png(128, 128))
+    expect(page.locator("#edit-files")).to_have_text("square.png")
+    with page.expect_request("**/v1/images/variations") as sent:
+        page.click("#variations")
+    parts = sent_form(page, sent.value)
+    assert parts.keys() == {"model", "size", "n", "response_format", "image"}
+    assert (parts["n"], parts["image"]) == ("2", png(128, 128))
+    expect(page.locator("#results figure.card img")).to_have_count(2, timeout=120_000)
+    page.wait_for_function(
+        "[...document.querySelectorAll('#results img')].every(i => i.naturalWidth > 0)"
+    )
+    assert natural_size(page, "#results img >> nth=1") == (256, 256)
+
+    # dall-e-2 varies square images only: the server's envelope is shown, the results stay.
+    drop_image(page, "wide.png", png(64, 32))
+    page.click("#variations")
+    # A server round trip: on a busy machine it can outlast the 5 s default.
+    expect(page.locator("#error")).to_be_visible(timeout=60_000)
+    expect(page.locator("#error-title")).to_have_text("Invalid image")
+    expect(page.locator("#error-message")).to_have_text(
+        "Invalid input image - image must be square, got 64x32."
+    )
+    expect(page.locator("#error-detail")).to_contain_text("HTTP 400")
+    expect(page.locator("#results figure.card img")).to_have_count(2)
+    assert problems == []
+
+
+@pytest.mark.browser
+def test_playground_streams_an_edit(browser: Browser, server: RunningServer, api_key: str) -> None:
+    page, problems = signed_in(browser, server, api_key)
+    record_forms(page)
+    page.click("#tab-edit")
+    page.select_option("#model", "gpt-image-1")
+    page.select_option("#quality", "high")  # steps for two previews, as above
+    page.check("#stream")
+    page.select_option("#partial-images", "2")
+    page.set_input_files(
+        "#edit-images",
+        files=[png_file("photo.png", png(64, 64))],
+    )
+    page.fill("#prompt", "paint it blue")
+    watch_previews(page)
+    with page.expect_request("**/v1/images/edits") as sent:
+        page.click("#generate")
+    parts = sent_form(page, sent.value)
+    assert (parts["stream"], parts["partial_images"], parts["model"]) == (
+        "true",
+        "2",
+        "gpt-image-1",
+    )
+    assert "mask" not in parts
     expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
     assert page.evaluate("window.previewsSeen") == ["0", "1"]
     page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")

@@ -1,12 +1,14 @@
-// The Easel playground: a client of the public API (/v1/models, /v1/images/generations) that keeps
-// the API key and a history of recent generations in this browser's localStorage. With streaming
-// on, it reads OpenAI's server-sent events and shows each partial image as it arrives.
+// The Easel playground: a client of the public API (/v1/models, /v1/images/generations, /edits and
+// /variations) that keeps the API key and a history of recent generations in this browser's
+// localStorage. With streaming on, it reads OpenAI's server-sent events and shows each partial
+// image as it arrives. The Edit tab sends the chosen images and a mask painted over the first.
 // Every text from the user or the server goes in through textContent or attributes, never as HTML.
 
 const KEY_STORAGE = "easel.apiKey";
 const HISTORY_STORAGE = "easel.history";
 const HISTORY_LIMIT = 20;
 const THUMB_SIDE = 160;
+const MASK_COLOR = "#00e5ff"; // cyan: seldom the colour of what is painted over
 
 const $ = (id) => document.getElementById(id);
 
@@ -14,6 +16,8 @@ const state = {
   models: new Map(),
   running: null, // the AbortController of the request in flight
   shown: [], // the result cards on screen before the request, put back if it fails
+  mode: "generate", // or "edit"
+  editImages: [], // the Files the Edit tab sends, the mask painting over the first
 };
 
 // ---- small DOM helpers ------------------------------------------------------------------------
@@ -220,7 +224,8 @@ function applyModel() {
   if (!caps.sizes.includes($("size").value)) $("size").value = caps.default_size;
   setOptions($("quality"), caps.qualities, $("quality").value);
   if (!caps.qualities.includes($("quality").value)) $("quality").value = caps.default_quality;
-  $("style-field").hidden = caps.styles.length === 0;
+  // Edits take no style, as OpenAI's.
+  $("style-field").hidden = caps.styles.length === 0 || state.mode === "edit";
   setOptions($("style"), caps.styles, $("style").value);
   if (caps.styles.length && !caps.styles.includes($("style").value)) $("style").value = caps.default_style;
   setOptions($("response-format"), caps.response_formats, $("response-format").value || caps.response_formats[0]);
@@ -258,7 +263,7 @@ function requestBody() {
   };
   // GPT image models refuse the field: they always answer b64_json.
   if (!caps || caps.response_formats.length) body.response_format = $("response-format").value;
-  if (caps && caps.styles.length) body.style = $("style").value;
+  if (!$("style-field").hidden) body.style = $("style").value;
   if (!$("output-format").closest(".field").hidden) {
     body.output_format = $("output-format").value;
     body.background = $("background").value;
@@ -279,19 +284,66 @@ function requestBody() {
   return body;
 }
 
-// ---- generating -------------------------------------------------------------------------------
+// ---- requests: generations, edits, variations -----------------------------------------------
+
+// Each job: where it goes, what it sends, and the fields the page shows while it runs and after.
+function generationJob() {
+  const body = requestBody();
+  return {
+    path: "/v1/images/generations",
+    init: { headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) },
+    body,
+    verb: "Generating",
+    remember: true,
+  };
+}
+
+// Multipart fields as the SDKs send them: every value a string, booleans as "true" or "false".
+function formData(body) {
+  const form = new FormData();
+  for (const [name, value] of Object.entries(body)) form.append(name, String(value));
+  return form;
+}
+
+async function editJob() {
+  const body = requestBody();
+  const form = formData(body);
+  const [first, ...more] = state.editImages;
+  if (more.length) for (const file of state.editImages) form.append("image[]", file);
+  else form.append("image", first);
+  const mask = await maskBlob();
+  if (mask) form.append("mask", mask, "mask.png");
+  return { path: "/v1/images/edits", init: { body: form }, body, verb: "Editing", remember: false };
+}
+
+// Variations take no prompt: only the image, the model, n, size and response format.
+function variationJob() {
+  const fields = requestBody();
+  const body = { model: fields.model, size: fields.size };
+  if (fields.n !== undefined) body.n = fields.n;
+  if (fields.response_format) body.response_format = fields.response_format;
+  const form = formData(body);
+  form.append("image", state.editImages[0]);
+  return { path: "/v1/images/variations", init: { body: form }, body, verb: "Varying", remember: false };
+}
+
+function modeLabels() {
+  return state.mode === "edit" ? ["Edit", "Editing…"] : ["Generate", "Generating…"];
+}
 
 function setRunning(controller, body) {
   state.running = controller;
   const running = controller !== null;
   document.body.classList.toggle("running", running);
   $("generate").disabled = running;
-  $("generate-label").textContent = running ? "Generating…" : "Generate";
+  $("variations").disabled = running;
+  $("generate-label").textContent = modeLabels()[running ? 1 : 0];
   $("cancel").hidden = !running;
   $("results").setAttribute("aria-busy", String(running));
   if (running) {
     const count = Math.max(1, Math.min(Number(body.n) || 1, 10));
-    const [w, h] = body.size.split("x").map(Number);
+    // `auto` sizes are the server's choice: square placeholders until the images arrive.
+    const [w, h] = /^\d+x\d+$/.test(body.size) ? body.size.split("x").map(Number) : [1, 1];
     state.shown = [...$("results").children];
     $("results").replaceChildren(...Array.from({ length: count }, () => {
       const slot = el("div", { class: "card placeholder" });
@@ -304,10 +356,10 @@ function setRunning(controller, body) {
 
 let timer = null;
 
-function startClock(started, body) {
-  const label = `${body.model}, ${body.n || 1} × ${body.size}`;
+function startClock(started, job) {
+  const label = `${job.body.model}, ${job.body.n || 1} × ${job.body.size}`;
   const tick = () => {
-    $("status").textContent = `Generating ${label} … ${((performance.now() - started) / 1000).toFixed(1)} s`;
+    $("status").textContent = `${job.verb} ${label} … ${((performance.now() - started) / 1000).toFixed(1)} s`;
   };
   tick();
   timer = setInterval(tick, 100);
@@ -318,8 +370,8 @@ function stopClock(text) {
   $("status").textContent = text;
 }
 
-async function generate(event) {
-  event.preventDefault();
+// Sends the job `makeJob` builds and shows its images, or the server's refusal.
+async function run(makeJob) {
   if (state.running) return;
   showError(null);
   if (!apiKey()) {
@@ -327,25 +379,21 @@ async function generate(event) {
     showError({ title: "No API key", message: "Enter your API key first." });
     return;
   }
-  const body = requestBody();
+  const job = await makeJob();
+  const { body } = job;
   const controller = new AbortController();
   const started = performance.now();
   setRunning(controller, body);
-  startClock(started, body);
+  startClock(started, job);
   try {
-    const request = {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body),
-      signal: controller.signal,
-    };
+    const request = { method: "POST", ...job.init, signal: controller.signal };
     const result = body.stream
-      ? await streamImages(request, body)
-      : await api("/v1/images/generations", request);
+      ? await streamImages(job.path, request, body)
+      : await api(job.path, request);
     const seconds = (performance.now() - started) / 1000;
     stopClock(`Done in ${seconds.toFixed(1)} s.`);
     const cards = showResults(result, body, seconds);
-    await remember(body, result, seconds, cards);
+    if (job.remember) await remember(body, result, seconds, cards);
     // A model that was still loading is ready now: refresh the labels that said so.
     if ([...state.models.values()].some((m) => m.easel.state !== "ready")) loadModels();
   } catch (exc) {
@@ -359,10 +407,26 @@ async function generate(event) {
   }
 }
 
-// OpenAI's streamed generation: partial images, then one completed event per image, each shown in
-// its placeholder as it arrives; the answer as a non-streamed request gives it.
-async function streamImages(request, body) {
-  const response = await send("/v1/images/generations", request);
+// Edits and variations need an image; the server judges everything else.
+function runWithImage(makeJob) {
+  if (state.editImages.length) {
+    run(makeJob);
+  } else {
+    showError({ title: "No image", message: "Choose or drop an image first." });
+  }
+}
+
+function submit(event) {
+  event.preventDefault();
+  if (state.mode === "edit") runWithImage(editJob);
+  else run(generationJob);
+}
+
+// OpenAI's streamed images (image_generation.* or image_edit.* events): partial images, then one
+// completed event per image, each shown in its placeholder as it arrives; the answer as a
+// non-streamed request gives it.
+async function streamImages(path, request, body) {
+  const response = await send(path, request);
   const completed = [];
   for await (const { event, data } of serverEvents(response)) {
     if (data === "[DONE]") break;
@@ -370,9 +434,9 @@ async function streamImages(request, body) {
     if (event === "error" || payload.error) {
       throw new ApiError(response.status, payload.error || {}, response.headers.get("x-request-id"), null);
     }
-    if (payload.type === "image_generation.partial_image") {
+    if (payload.type.endsWith(".partial_image")) {
       showPreview(completed.length, payload, `Preview ${payload.partial_image_index + 1} of ${body.partial_images}`);
-    } else if (payload.type === "image_generation.completed") {
+    } else if (payload.type.endsWith(".completed")) {
       completed.push(payload);
       showPreview(completed.length - 1, payload, "Done");
     }
@@ -390,7 +454,7 @@ function showPreview(index, payload, label) {
   const slot = $("results").children[index];
   if (!slot) return;
   const img = el("img", { src: imageSource(payload, payload.output_format), alt: label, title: label });
-  if (payload.type === "image_generation.partial_image") img.dataset.partialIndex = String(payload.partial_image_index);
+  if (payload.type.endsWith(".partial_image")) img.dataset.partialIndex = String(payload.partial_image_index);
   slot.replaceChildren(img);
   slot.classList.add("preview");
 }
@@ -402,7 +466,7 @@ function imageSource(item, format) {
 function showResults(result, body, seconds) {
   const format = result.output_format || "png";
   const cards = result.data.map((item, index) => {
-    const img = el("img", { src: imageSource(item, format), alt: body.prompt, loading: "eager" });
+    const img = el("img", { src: imageSource(item, format), alt: body.prompt || "Variation", loading: "eager" });
     if (result.background === "transparent") img.classList.add("transparent");
     img.dataset.index = String(index);
     const meta = el("div", { class: "meta" });
@@ -430,6 +494,110 @@ function showResults(result, body, seconds) {
   $("results").replaceChildren(...cards);
   $("results-empty").hidden = cards.length > 0;
   return cards;
+}
+
+// ---- the Edit tab: images and the mask ---------------------------------------------------------
+
+function setMode(mode) {
+  state.mode = mode;
+  const edit = mode === "edit";
+  $("tab-generate").setAttribute("aria-selected", String(!edit));
+  $("tab-edit").setAttribute("aria-selected", String(edit));
+  $("edit-fields").hidden = !edit;
+  $("variations").hidden = !edit;
+  if (!state.running) $("generate-label").textContent = modeLabels()[0];
+  applyModel();
+}
+
+function setEditImages(files) {
+  state.editImages = [...files];
+  $("edit-files").textContent = state.editImages.map((file) => file.name).join(", ");
+  const image = $("mask-image");
+  if (image.src) URL.revokeObjectURL(image.src);
+  $("mask-editor").hidden = true;
+  if (state.editImages.length) image.src = URL.createObjectURL(state.editImages[0]);
+  else image.removeAttribute("src");
+}
+
+// The mask canvas has the first image's own pixel size, so the mask sent matches it.
+function showMaskEditor() {
+  const image = $("mask-image");
+  const canvas = $("mask-canvas");
+  canvas.width = image.naturalWidth;
+  canvas.height = image.naturalHeight;
+  $("mask-editor").hidden = false;
+}
+
+// Strokes in the mask colour (or erasing it) under the pointer; the brush size is in screen pixels.
+function paintMask() {
+  const canvas = $("mask-canvas");
+  const context = canvas.getContext("2d");
+  let last = null;
+  const point = (event) => {
+    const box = canvas.getBoundingClientRect();
+    const scale = canvas.width / box.width;
+    return { x: (event.clientX - box.left) * scale, y: (event.clientY - box.top) * scale, scale };
+  };
+  const stroke = (from, to) => {
+    context.globalCompositeOperation = $("mask-erase").checked ? "destination-out" : "source-over";
+    context.strokeStyle = context.fillStyle = MASK_COLOR;
+    context.lineWidth = Number($("brush-size").value) * to.scale;
+    context.lineCap = context.lineJoin = "round";
+    context.beginPath();
+    if (from === to) {
+      context.arc(to.x, to.y, context.lineWidth / 2, 0, 2 * Math.PI);
+      context.fill();
+    } else {
+      context.moveTo(from.x, from.y);
+      context.lineTo(to.x, to.y);
+      context.stroke();
+    }
+  };
+  canvas.addEventListener("pointerdown", (event) => {
+    canvas.setPointerCapture(event.pointerId);
+    last = point(event);
+    stroke(last, last);
+  });
+  canvas.addEventListener("pointermove", (event) => {
+    if (!last) return;
+    const next = point(event);
+    stroke(last, next);
+    last = next;
+  });
+  for (const type of ["pointerup", "pointercancel"]) canvas.addEventListener(type, () => { last = null; });
+}
+
+// OpenAI's mask: a PNG of the image's size, fully transparent where the image is to change and
+// opaque elsewhere. None when nothing is painted: the whole image is edited.
+async function maskBlob() {
+  const painted = $("mask-canvas");
+  if ($("mask-editor").hidden || !painted.width) return null;
+  const pixels = painted.getContext("2d").getImageData(0, 0, painted.width, painted.height).data;
+  let any = false;
+  for (let alpha = 3; alpha < pixels.length && !any; alpha += 4) any = pixels[alpha] > 0;
+  if (!any) return null;
+  const mask = el("canvas");
+  mask.width = painted.width;
+  mask.height = painted.height;
+  const context = mask.getContext("2d");
+  context.fillRect(0, 0, mask.width, mask.height);
+  context.globalCompositeOperation = "destination-out";
+  context.drawImage(painted, 0, 0);
+  return new Promise((resolve) => mask.toBlob(resolve, "image/png"));
+}
+
+function watchDrops() {
+  const zone = $("drop-zone");
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    setEditImages(event.dataTransfer.files);
+  });
 }
 
 // ---- history ----------------------------------------------------------------------------------
@@ -536,7 +704,18 @@ function restore(entry) {
 function start() {
   $("key-panel").addEventListener("submit", saveKey);
   $("key-toggle").addEventListener("click", () => showKeyPanel($("key-panel").hidden));
-  $("generate-form").addEventListener("submit", generate);
+  $("generate-form").addEventListener("submit", submit);
+  $("tab-generate").addEventListener("click", () => setMode("generate"));
+  $("tab-edit").addEventListener("click", () => setMode("edit"));
+  $("variations").addEventListener("click", () => runWithImage(variationJob));
+  $("edit-images").addEventListener("change", () => setEditImages($("edit-images").files));
+  $("mask-image").addEventListener("load", showMaskEditor);
+  $("mask-clear").addEventListener("click", () => {
+    const canvas = $("mask-canvas");
+    canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  });
+  paintMask();
+  watchDrops();
   $("cancel").addEventListener("click", () => state.running && state.running.abort());
   $("model").addEventListener("change", applyModel);
   $("output-format").addEventListener("change", applyOutputFormat);
