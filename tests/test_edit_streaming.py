@@ -117,6 +117,27 @@ def test_no_partial_images_gives_only_the_completed_event_with_a_plain_edits_usa
     assert completed.usage.model_dump(exclude_none=True) == plain.usage.model_dump(
         exclude_none=True
     )
+    # Easel's input image tokens: one per 16x16 pixels of the image at the generated size.
+    assert completed.usage.input_tokens_details.image_tokens == (1024 // 16) ** 2
+
+
+def test_the_completed_events_of_several_images_add_up_to_the_plain_edits_usage(
+    client: openai.OpenAI,
+) -> None:
+    fields: dict[str, Any] = {"prompt": "paint it blue", "size": SIZE, "quality": "low", "n": 2}
+    image = ("photo.png", png(64, 64), "image/png")
+    events = list(client.images.edit(model=MODEL, image=image, stream=True, **fields))
+    usages = [event.usage for event in events if isinstance(event, ImageEditCompletedEvent)]
+    plain = client.images.edit(model=MODEL, image=image, **fields).usage
+    assert plain is not None and len(usages) == 2
+    # The input tokens ride on the first image's event, each event carries its own output tokens.
+    assert [usage.input_tokens_details.image_tokens for usage in usages] == [
+        plain.input_tokens_details.image_tokens,
+        0,
+    ]
+    assert sum(usage.output_tokens for usage in usages) == plain.output_tokens
+    assert sum(usage.input_tokens for usage in usages) == plain.input_tokens
+    assert sum(usage.total_tokens for usage in usages) == plain.total_tokens
 
 
 def test_the_wire_is_server_sent_events_named_by_their_type(

@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
+from openai.types.images_response import Usage as ImagesResponseUsage
 from PIL import Image
 
 from easel.api.state import AppServices
@@ -136,7 +137,19 @@ async def test_sdk_edit_answers_urls_for_dall_e_2(
     assert [item.url is not None for item in images_of(result)] == [True, True]
 
 
-async def test_sdk_edit_of_a_gpt_name_reports_what_it_made(sdk: openai.AsyncOpenAI) -> None:
+def assert_counts_input_images(usage: ImagesResponseUsage | None, images: int, size: str) -> None:
+    """Easel's input image tokens: one per 16x16 pixels of each image at the generated size."""
+    assert usage is not None
+    width, height = (int(side) for side in size.split("x"))
+    assert usage.input_tokens_details.image_tokens == images * (width // 16) * (height // 16)
+    details = usage.input_tokens_details
+    assert usage.input_tokens == details.text_tokens + details.image_tokens
+    assert usage.total_tokens == usage.input_tokens + usage.output_tokens
+
+
+async def test_sdk_edit_of_a_gpt_name_reports_what_it_made(
+    sdk: openai.AsyncOpenAI, app: InProcessApp
+) -> None:
     # gpt-image-1-mini runs the SD layout in tests: fast. `size: auto` keeps the image's aspect.
     result = await sdk.images.edit(
         model="gpt-image-1-mini",
@@ -149,6 +162,9 @@ async def test_sdk_edit_of_a_gpt_name_reports_what_it_made(sdk: openai.AsyncOpen
     )
     assert (result.size, result.quality, result.output_format) == ("1536x1024", "low", "jpeg")
     assert images_of(result)[0].b64_json
+    assert_counts_input_images(result.usage, 1, "1536x1024")
+    assert result.usage is not None
+    assert last_usage(app).input_image_tokens == result.usage.input_tokens_details.image_tokens
 
 
 async def test_sdk_edit_sends_several_images_as_image_array(sdk: openai.AsyncOpenAI) -> None:
@@ -512,6 +528,9 @@ async def test_several_images_edit_on_a_multi_reference_dit(klein_app: InProcess
     )
     assert result.size == "256x256"
     assert pixels(images_of(result)[0].b64_json).shape == (256, 256, 3)
+    assert_counts_input_images(result.usage, 2, "256x256")
+    assert result.usage is not None
+    assert last_usage(klein_app).input_image_tokens == 2 * 16 * 16
 
 
 async def test_a_multipart_body_without_its_boundary_is_a_400(app: InProcessApp) -> None:

@@ -210,6 +210,20 @@ async def test_translation_only_for_prompts_the_encoder_cannot_read(
     assert chat.requests[0]["messages"][0]["content"].startswith("Translate")
 
 
+async def test_a_latin_script_prompt_in_another_language_is_translated_for_clip(
+    rewriting_app: InProcessApp, chat: ChatServer
+) -> None:
+    sdk = rewriting_app.sdk()
+    revised, _ = await _generate(
+        sdk, "dall-e-2", "Eiffel Tower at night, 4k, trending on artstation"
+    )
+    assert revised is None and chat.requests == []
+    french = "un chat qui marche dans l'espace, style réaliste"
+    revised, text = await _generate(sdk, "dall-e-2", french)
+    assert revised == text["revised_prompt"] == TRANSLATION
+    assert chat.prompts() == [french]
+
+
 async def test_the_log_shows_a_rewrite_by_lengths_and_languages_unless_prompts_are_logged(
     rewriting_app: InProcessApp,
     chat: ChatServer,

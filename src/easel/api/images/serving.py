@@ -92,9 +92,7 @@ async def generate(
     if generation.replica is not None:
         caller.response_headers[REPLICA_HEADER] = generation.replica
     if job.reports_output:
-        meter.usage = generation_usage(
-            plan.quality, plan.width, plan.height, generation.text_tokens, len(generation.images)
-        )
+        meter.usage = generation_usage(plan, generation.text_tokens, len(generation.images))
     return generation
 
 

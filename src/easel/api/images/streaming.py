@@ -34,7 +34,7 @@ from easel.api.images.serving import (
     with_revised_prompt,
 )
 from easel.api.state import AppServices
-from easel.catalog.usage_tokens import generation_usage
+from easel.catalog.usage_tokens import generation_usage, usage_per_image
 from easel.encoding import encode_image_async
 from easel.engine.types import Generation, PreviewRequest
 from easel.errors import EaselError, ServerError
@@ -202,21 +202,10 @@ class _JobStream:
 
 
 def _usage_per_image(job: ImageJob, generation: Generation) -> list[ImagesUsage]:
-    """Each image's share of the request's usage: its own output tokens, and the prompt's tokens
-    on the first, so a gateway summing the events bills the request once."""
-    plan = job.plan
-    return [
-        ImagesUsage.of(
-            generation_usage(
-                plan.quality,
-                plan.width,
-                plan.height,
-                generation.text_tokens if index == 0 else 0,
-                1,
-            )
-        )
-        for index in range(len(generation.images))
-    ]
+    """Each image's share of the usage the JSON response reports."""
+    images = len(generation.images)
+    usage = generation_usage(job.plan, generation.text_tokens, images)
+    return [ImagesUsage.of(share) for share in usage_per_image(usage, images)]
 
 
 def _error_event(error: EaselError) -> str:

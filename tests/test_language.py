@@ -1,0 +1,50 @@
+"""Which language a prompt is taken to be in: English, however short or full of names, stays
+English; Latin-script prompts in other languages and prompts in other scripts do not."""
+
+from __future__ import annotations
+
+import pytest
+
+from easel.prompts.language import detect_language
+
+ENGLISH_PROMPTS = [
+    "a cat, 4k, trending on artstation",
+    "Eiffel Tower at night",
+    "a dog",
+    "a red apple on a wooden table",
+    "portrait of a woman, bokeh, 85mm, Canon EOS R5",
+    "Nike Air Jordan sneakers, product photo",
+    "cyberpunk Tokyo street, neon, rain",
+    "Mona Lisa in the style of Van Gogh",
+    "a café in Paris, watercolor",
+    "Schloss Neuschwanstein at sunset, drone shot",
+    "astronaut riding a horse on mars,\nhighly detailed, octane render",
+    "一只猫, photorealistic, highly detailed, cinematic lighting, 8k",
+    "4k, 8k",
+    "",
+]
+
+OTHER_PROMPTS = [
+    ("un chat qui marche dans l'espace, style réaliste", "fr"),
+    ("une maison au bord de la mer au coucher du soleil", "fr"),
+    ("ein Hund, der im Schnee spielt, Ölgemälde", "de"),
+    ("eine alte Burg auf einem Berg bei Nacht", "de"),
+    ("un perro corriendo en la playa al atardecer", "es"),
+    ("una casa en el bosque con nieve", "es"),
+    ("un gatto che dorme sul divano", "it"),
+    ("een kat die op het dak zit", "nl"),
+    ("kot siedzący na oknie, akwarela", "pl"),
+    ("一只在太空中行走的可爱猫咪,写实风格", "zh"),
+    ("宇宙を歩く猫", "ja"),
+    ("кошка гуляет в космосе", "ru"),
+]
+
+
+@pytest.mark.parametrize("prompt", ENGLISH_PROMPTS)
+def test_english_prompts_are_english(prompt: str) -> None:
+    assert detect_language(prompt) == "en"
+
+
+@pytest.mark.parametrize(("prompt", "language"), OTHER_PROMPTS)
+def test_prompts_in_other_languages_are_told_apart(prompt: str, language: str) -> None:
+    assert detect_language(prompt) == language
