@@ -11,6 +11,7 @@ import numpy as np
 
 from easel.catalog.edit import EditInputs
 from easel.catalog.spec import AUTO, GenerationPlan, ModelSpec, parse_size
+from easel.engine.edits import edits_source_for
 from easel.engine.families import family_for_source
 from easel.errors import InvalidRequestError, invalid_value
 from easel.images.inputs import DecodedImage, ImageLimits, decode_image
@@ -113,7 +114,8 @@ def _check_image_count(spec: ModelSpec, count: int) -> None:
     if count > spec.max_input_images:
         raise too_many_images(spec.max_input_images, count)
     if count > 1:
-        family = family_for_source(spec.source)
+        # Several images run on the name's edits source where it has one and needs it.
+        family = family_for_source(edits_source_for(spec, count) or spec.source)
         if family is None or not family.multi_reference:
             raise InvalidRequestError(
                 f"Invalid 'image': '{spec.name}' takes 1 image on this server (its pipeline has no "
