@@ -4,6 +4,7 @@ the real loader observed."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,20 +16,22 @@ import yaml
 from diffusers import DiffusionPipeline
 
 from easel.api.state import AppServices
-from easel.catalog import Catalog
+from easel.catalog import Catalog, GenerationPlan, ModelSpec
+from easel.catalog.edit_rules import EditFields, ImageFile, edit_plan
 from easel.engine import loader
+from easel.engine.edits import edits_source_for
 from easel.engine.engine import Engine
+from easel.errors import InvalidRequestError
 from easel.settings import Settings
 from tests.edit_images import png
 from tests.inprocess import InProcessApp, running_app
 from tests.sdk_errors import error_body
 
-pytestmark = pytest.mark.anyio
-
 # gpt-image-1 edits several images on klein; gpt-image-1.5 has no edits source.
 ROUTED, UNROUTED = "gpt-image-1", "gpt-image-1.5"
 EDITS_WORKER = f"{ROUTED} (multi-image edits)"
 SIZE = "256x256"
+CPU_CATALOG = Catalog.build()
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +72,7 @@ async def readiness(app: InProcessApp) -> dict[str, Any]:
     return body
 
 
+@pytest.mark.anyio
 async def test_multi_image_edits_run_on_the_edits_source_loaded_on_first_use(
     app: InProcessApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,6 +123,7 @@ async def test_multi_image_edits_run_on_the_edits_source_loaded_on_first_use(
     assert resident["models"] == [EDITS_WORKER] and resident["bytes"] > 0
 
 
+@pytest.mark.anyio
 async def test_two_images_without_an_edits_source_get_the_400(app: InProcessApp) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         await app.sdk().images.edit(
@@ -129,3 +134,63 @@ async def test_two_images_without_an_edits_source_get_the_400(app: InProcessApp)
     error = error_body(caught.value)
     assert (error["param"], error["code"]) == ("image", "array_above_max_length")
     assert "takes 1 image" in error["message"]
+
+
+def gpt_spec(source: Path, edits_source: Path) -> ModelSpec:
+    update = {
+        "source": str(source),
+        "edits_source": str(edits_source),
+        "sizes": (SIZE,),
+        "default_size": SIZE,
+    }
+    return CPU_CATALOG.get(ROUTED).model_copy(update=update)
+
+
+def two_image_plan(spec: ModelSpec, count: int = 2) -> GenerationPlan:
+    images = [ImageFile(f"image[{index}]", png(64, 64)) for index in range(count)]
+    return edit_plan(spec, EditFields(prompt="side by side", size=SIZE), images, None)
+
+
+def test_the_rules_take_up_to_the_names_limit_where_the_edits_source_takes_references(
+    tiny_sd: Path, tiny_flux2_klein: Path
+) -> None:
+    spec = gpt_spec(tiny_sd, tiny_flux2_klein)
+    assert edits_source_for(spec, 16) == str(tiny_flux2_klein)
+    assert edits_source_for(spec, 1) is None
+    plan = two_image_plan(spec, 16)
+    assert plan.edit is not None and len(plan.edit.images) == 16
+    with pytest.raises(InvalidRequestError) as caught:
+        two_image_plan(spec, 17)
+    assert caught.value.code == "array_above_max_length"
+
+
+def test_an_edits_source_without_references_gets_the_400(tiny_sd: Path, tiny_sdxl: Path) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        two_image_plan(gpt_spec(tiny_sd, tiny_sdxl))
+    assert (caught.value.param, caught.value.code) == ("image", "array_above_max_length")
+
+
+def test_a_name_that_takes_references_itself_keeps_them(
+    tiny_sd: Path, tiny_flux2_klein: Path
+) -> None:
+    assert edits_source_for(gpt_spec(tiny_flux2_klein, tiny_sd), 2) is None
+
+
+def test_an_edits_source_that_is_a_names_own_pipeline_shares_its_worker(
+    tiny_sd: Path, tiny_flux2_klein: Path
+) -> None:
+    klein = ModelSpec(name="klein", source=str(tiny_flux2_klein), sizes=(SIZE,), default_size=SIZE)
+    routed = gpt_spec(tiny_sd, tiny_flux2_klein)
+    engine = Engine(Catalog([routed, klein]), config=Settings().scheduler_config())
+    loop = asyncio.new_event_loop()
+    try:
+        generation = loop.run_until_complete(engine.generate(two_image_plan(routed), seed=3))
+    finally:
+        loop.run_until_complete(engine.shutdown())
+        loop.close()
+    assert len(generation.images) == 1
+    # Two pipelines, no worker of the edits' own: klein's serves them, under its name.
+    assert len(engine.pipelines) == 2
+    assert set(engine.states()) == {ROUTED, "klein"}
+    assert engine.stats()["klein"]["batches"] == 1
+    assert engine.stats()[ROUTED]["batches"] == 0
