@@ -136,7 +136,7 @@ async def test_two_images_without_an_edits_source_get_the_400(app: InProcessApp)
     assert "takes 1 image" in error["message"]
 
 
-def gpt_spec(source: Path, edits_source: Path) -> ModelSpec:
+def gpt_spec(source: Path, edits_source: Path | str) -> ModelSpec:
     update = {
         "source": str(source),
         "edits_source": str(edits_source),
@@ -168,6 +168,13 @@ def test_an_edits_source_without_references_gets_the_400(tiny_sd: Path, tiny_sdx
     with pytest.raises(InvalidRequestError) as caught:
         two_image_plan(gpt_spec(tiny_sd, tiny_sdxl))
     assert (caught.value.param, caught.value.code) == ("image", "array_above_max_length")
+
+
+def test_a_hub_edits_source_not_yet_downloaded_takes_several_images(tiny_sd: Path) -> None:
+    # Its family is unknown until its first load downloads it: the rules let the edit through to
+    # that load, and the engine refuses it then if the pipeline takes no references.
+    plan = two_image_plan(gpt_spec(tiny_sd, "easel-tests/never-downloaded"))
+    assert plan.edit is not None and len(plan.edit.images) == 2
 
 
 def test_a_name_that_takes_references_itself_keeps_them(
