@@ -11,6 +11,7 @@ import numpy as np
 
 from easel.catalog.edit import EditInputs
 from easel.catalog.spec import AUTO, GenerationPlan, ModelSpec, parse_size
+from easel.engine.edits import edits_source_for
 from easel.engine.families import family_for_source
 from easel.errors import InvalidRequestError, invalid_value
 from easel.images.inputs import DecodedImage, ImageLimits, decode_image
@@ -112,15 +113,25 @@ def _check_image_count(spec: ModelSpec, count: int) -> None:
         )
     if count > spec.max_input_images:
         raise too_many_images(spec.max_input_images, count)
-    if count > 1:
-        family = family_for_source(spec.source)
-        if family is None or not family.multi_reference:
-            raise InvalidRequestError(
-                f"Invalid 'image': '{spec.name}' takes 1 image on this server (its pipeline has no "
-                f"multi-reference editing), but got {count} images.",
-                param="image",
-                code="array_above_max_length",
-            )
+    if count > 1 and not _takes_references(spec, count):
+        raise InvalidRequestError(
+            f"Invalid 'image': '{spec.name}' takes 1 image on this server (its pipeline has no "
+            f"multi-reference editing), but got {count} images.",
+            param="image",
+            code="array_above_max_length",
+        )
+
+
+def _takes_references(spec: ModelSpec, count: int) -> bool:
+    """Whether the pipeline that runs an edit of `count` images to `spec`'s name takes them as
+    references: its own, or its edits source where it has one and needs it."""
+    edits_source = edits_source_for(spec, count)
+    family = family_for_source(edits_source or spec.source)
+    if family is None:
+        # A hub edits source is known only once downloaded, by its first load: the operator named
+        # it for multi-image edits, and the engine refuses them after loading it if it cannot.
+        return edits_source is not None
+    return family.multi_reference
 
 
 def too_many_images(limit: int, count: int, param: str = "image") -> InvalidRequestError:

@@ -29,6 +29,7 @@ class ModelReplica:
 
     def __init__(self, spec: ModelSpec) -> None:
         send_easel_logs_to_serve()
+        self._model = spec.name
         # The replica's EASEL_* environment sizes its queue and batches, as for `easel serve`.
         self._engine = Engine(Catalog([spec]), config=load_settings().scheduler_config())
         self._engine.start()
@@ -51,8 +52,9 @@ class ModelReplica:
         return dataclasses.replace(generation, replica=self.identity)
 
     def state(self) -> ReplicaState:
-        (state,) = self._engine.states().values()
-        (load_seconds,) = self._engine.load_seconds().values()
+        # The engine also reports its edits source's worker, if the model has one.
+        state = self._engine.states()[self._model]
+        load_seconds = self._engine.load_seconds()[self._model]
         return ReplicaState(state, load_seconds)
 
     async def __del__(self) -> None:

@@ -1,12 +1,13 @@
-"""How the engine runs an edit or a variation: which pipeline call takes its input images
-(image-to-image, inpaint, or the text-to-image pipeline's own references), the call's per-image
-inputs, and the original pixels kept outside a mask."""
+"""How the engine runs an edit or a variation: which pipeline runs it (the name's own, or its edits
+source for several images), which pipeline call takes its input images (image-to-image, inpaint,
+or the text-to-image pipeline's own references), the call's per-image inputs, and the original
+pixels kept outside a mask."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +15,16 @@ import numpy as np
 from diffusers import DiffusionPipeline
 from PIL import Image
 
-from easel.catalog import GenerationPlan
+from easel.catalog import GenerationPlan, ModelSpec
 from easel.catalog.edit import EditInputs
 from easel.engine.derived import derived_pipeline
-from easel.engine.families import ModelFamily, family_of
+from easel.engine.families import (
+    ModelFamily,
+    checkpoint_guidance,
+    family_for_source,
+    family_of,
+    fitted_steps,
+)
 from easel.errors import InvalidRequestError
 
 if TYPE_CHECKING:
@@ -59,6 +66,28 @@ class EditCall:
         if self.strength is not None:
             label += f" strength {self.strength:g}"
         return label
+
+
+def edits_source_for(spec: ModelSpec, images: int) -> str | None:
+    """The pipeline an edit of `images` input images to `spec`'s name runs on instead of the name's
+    own (its `edits_source`), or None where it runs on its own: only several images go elsewhere,
+    and only when the name's own family cannot take them as references."""
+    if spec.edits_source is None or images < 2:
+        return None
+    family = family_for_source(spec.source)
+    if family is not None and family.multi_reference:
+        return None
+    return spec.edits_source
+
+
+def plan_for_source(plan: GenerationPlan, source: str) -> GenerationPlan:
+    """`plan`, planned by its name's presets, with no more steps than the pipeline at `source`
+    runs well: a guidance-distilled edits source (FLUX.2 klein) is trained for a few."""
+    family = family_for_source(source)
+    if family is None:
+        return plan
+    steps = fitted_steps(checkpoint_guidance(family, source), plan.steps)
+    return plan if steps == plan.steps else replace(plan, steps=steps)
 
 
 def edit_call(pipe: DiffusionPipeline, plan: GenerationPlan) -> EditCall | None:

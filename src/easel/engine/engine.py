@@ -11,6 +11,7 @@ from diffusers import DiffusionPipeline
 
 from easel.catalog import Catalog, GenerationPlan
 from easel.engine.device import best_device, dtype_for
+from easel.engine.edits import edits_source_for, plan_for_source
 from easel.engine.family_presets import fit_presets_to_families
 from easel.engine.loader import PipelineKey
 from easel.engine.memory import MemoryBudget, default_budget_bytes
@@ -50,20 +51,46 @@ class Engine:
             self.memory_budget.total_bytes // 1_000_000,
             self.device.type,
         )
+        self._catalog = catalog
         names_by_pipeline: dict[PipelineKey, list[str]] = {}
+        edit_names_by_pipeline: dict[PipelineKey, list[str]] = {}
         for spec in catalog:
             key = PipelineKey.of(spec.source, spec.decoder)
             names_by_pipeline.setdefault(key, []).append(spec.name)
+            if spec.edits_source is not None:
+                edits_key = PipelineKey.of(spec.edits_source, None)
+                edit_names_by_pipeline.setdefault(edits_key, []).append(spec.name)
         self.pipelines = {
             key: PipelineWorker(key, tuple(names), self.device, dtype, config, self.memory_budget)
             for key, names in names_by_pipeline.items()
         }
-        # Each catalog name's worker: names sharing a pipeline share the worker.
+        # An edits source that is no name's own pipeline gets a worker of its own, named for the
+        # edits it runs, and loaded only when the first of them comes.
+        for key, names in edit_names_by_pipeline.items():
+            if key not in self.pipelines:
+                self.pipelines[key] = PipelineWorker(
+                    key,
+                    (edits_worker_name(names),),
+                    self.device,
+                    dtype,
+                    config,
+                    self.memory_budget,
+                    loads_at_start=False,
+                )
+        # Each catalog name's worker (names sharing a pipeline share the worker), and each edits
+        # source's worker by its own name.
         self.workers = {name: worker for worker in self.pipelines.values() for name in worker.names}
+        # The worker of each name's edits that run on its edits source.
+        self._edits_workers = {
+            name: self.pipelines[key]
+            for key, names in edit_names_by_pipeline.items()
+            for name in names
+        }
 
     def start(self) -> None:
         for worker in self.pipelines.values():
-            worker.start_loading()
+            if worker.loads_at_start:
+                worker.start_loading()
 
     async def generate(
         self,
@@ -73,8 +100,14 @@ class Engine:
         deadline_seconds: float | None = None,
         previews: PreviewRequest | None = None,
     ) -> Generation:
-        """See `ImageEngine.generate`."""
+        """See `ImageEngine.generate`. An edit of several images to a name with an edits source
+        runs there (`edits_source_for`)."""
         worker = self.workers[plan.model]
+        if plan.edit is not None:
+            source = edits_source_for(self._catalog.get(plan.model), len(plan.edit.images))
+            if source is not None:
+                worker = self._edits_workers[plan.model]
+                plan = plan_for_source(plan, source)
         return await worker.generate(
             plan, seed=seed, deadline_seconds=deadline_seconds, previews=previews
         )
@@ -115,3 +148,9 @@ class Engine:
         thread, its results unused."""
         for worker in self.pipelines.values():
             await worker.shutdown()
+
+
+def edits_worker_name(names: list[str]) -> str:
+    """What states, logs and the memory budget call the worker of an edits source that is no
+    name's own pipeline: the names whose multi-image edits it runs."""
+    return f"{'/'.join(names)} (multi-image edits)"

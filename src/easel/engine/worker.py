@@ -45,6 +45,8 @@ class PipelineWorker:
         dtype: torch.dtype,
         config: SchedulerConfig,
         budget: MemoryBudget,
+        *,
+        loads_at_start: bool = True,
     ) -> None:
         self.key = key
         self.names = names
@@ -73,7 +75,9 @@ class PipelineWorker:
         # Why the last load failed: for the operator (log, `easel generate`), never for clients.
         self.load_error: str | None = None
         self._failed_at = 0.0
-        self.state = ModelState.LOADING
+        # Whether `Engine.start` loads it; one that waits for its first use starts unloaded.
+        self.loads_at_start = loads_at_start
+        self.state = ModelState.LOADING if loads_at_start else ModelState.UNLOADED
         self.load_seconds: float | None = None
 
     def start_loading(self) -> None:
