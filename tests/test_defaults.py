@@ -260,3 +260,23 @@ def test_a_hub_decoder_is_pulled_with_its_pipeline_and_used_offline(
     assert generated.returncode == 0, generated.stderr
     with open_png(generated.stdout.strip()) as image:
         assert image.size == (256, 256)
+
+
+def test_a_gpt_names_edits_source_is_pulled_with_its_pipeline(
+    tmp_path: Path, tiny_sd: Path, tiny_flux2_klein: Path
+) -> None:
+    hf_home = tmp_path / "hf"
+    add_to_hub_cache(hf_home / "hub", "easel-test/tiny-sd", tiny_sd)
+    add_to_hub_cache(hf_home / "hub", "easel-test/tiny-klein", tiny_flux2_klein)
+    config = tmp_path / "easel.yaml"
+    config.write_text(
+        "models:\n"
+        "  gpt-image-1: {source: easel-test/tiny-sd, edits_source: easel-test/tiny-klein}\n"
+    )
+    env = {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
+    pulled = run_easel("models", "pull", "gpt-image-1", "--config", str(config), env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    pipeline, edits = (Path(line) for line in pulled.stdout.split())
+    assert "models--easel-test--tiny-sd" in str(pipeline)
+    assert "models--easel-test--tiny-klein" in str(edits)
+    assert (edits / "model_index.json").is_file()

@@ -158,8 +158,8 @@ def _list_loaded(server: str) -> None:
 def pull_model(
     name: NameArgument, config: ConfigOption = None, model_source: ModelSourceOption = None
 ) -> None:
-    """Download a model's pipeline, and its decoder if it names one, from the Hugging Face hub
-    (only the files they need; resumable)."""
+    """Download a model's pipeline, and its decoder and multi-image edits pipeline if it names
+    them, from the Hugging Face hub (only the files they need; resumable)."""
     from easel.engine.loader import ModelLoadError, resolve_decoder
     from easel.weights import WeightsError, is_hub_id, pull
 
@@ -170,6 +170,14 @@ def pull_model(
         err.print(f"Fetching {source} into the Hugging Face cache (HF_HOME) ...")
         try:
             typer.echo(str(pull(source)))
+        except WeightsError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+    edits_source = _edits_source(name, config, model_source)
+    if edits_source is not None and is_hub_id(edits_source) and edits_source != source:
+        err.print(f"Fetching its multi-image edits pipeline {edits_source} ...")
+        try:
+            typer.echo(str(pull(edits_source)))
         except WeightsError as exc:
             err.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from exc
@@ -234,6 +242,12 @@ def _decoder(name: str, config: ConfigOption, model_source: ModelSourceOption) -
     """The decoder of catalog model `name`; None for a bare hub id or a model without one."""
     catalog = build_catalog(config, model_source)
     return catalog.get(name).decoder if name in catalog.names() else None
+
+
+def _edits_source(name: str, config: ConfigOption, model_source: ModelSourceOption) -> str | None:
+    """The multi-image edits pipeline of catalog model `name`; None where it names none."""
+    catalog = build_catalog(config, model_source)
+    return catalog.get(name).edits_source if name in catalog.names() else None
 
 
 def human_size(size: float) -> str:
