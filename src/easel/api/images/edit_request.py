@@ -15,7 +15,7 @@ from easel.api.images.protocol import (
     RESPONSE_FORMATS,
     CreateImageRequest,
     ImageJob,
-    request_error,
+    RequestBody,
 )
 from easel.api.images.uploads import Form
 from easel.catalog import ModelSpec
@@ -71,23 +71,14 @@ class CreateEditRequest(CreateImageRequest):
         return replace(job, plan=edit_plan(spec, fields, images, mask))
 
 
-class CreateVariationRequest(BaseModel):
+class CreateVariationRequest(RequestBody):
     """A variation's fields besides its image."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str | None = None
     n: int | None = None
     size: str | None = None
     response_format: str | None = None
     user: str | None = None
-
-    @classmethod
-    def parse(cls, body: dict[str, Any]) -> CreateVariationRequest:
-        try:
-            return cls.model_validate(body)
-        except ValidationError as exc:
-            raise request_error(exc, body) from None
 
     @property
     def model_name(self) -> str:

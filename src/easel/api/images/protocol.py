@@ -37,11 +37,23 @@ class ImageJob:
     reports_output: bool = False
 
 
-class CreateImageRequest(BaseModel):
-    """The request body. Every field but `prompt` may be null, which means its default."""
+class RequestBody(BaseModel):
+    """A request's body fields, checked as OpenAI checks them: unknown fields and wrong types are
+    refused with its wording."""
 
     # Strict: a string "2" for n, or true for n, is a type error as on OpenAI, not coerced.
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> Self:
+        try:
+            return cls.model_validate(body)
+        except ValidationError as exc:
+            raise request_error(exc, body) from None
+
+
+class CreateImageRequest(RequestBody):
+    """The request body. Every field but `prompt` may be null, which means its default."""
 
     prompt: str
     model: str | None = None
@@ -63,13 +75,6 @@ class CreateImageRequest(BaseModel):
     safety_identifier: str | None = None
     # Easel extension (OpenAI's SDK sends it with extra_body): makes a generation reproducible.
     seed: int | None = None
-
-    @classmethod
-    def parse(cls, body: dict[str, Any]) -> Self:
-        try:
-            return cls.model_validate(body)
-        except ValidationError as exc:
-            raise request_error(exc, body) from None
 
     @property
     def model_name(self) -> str:
