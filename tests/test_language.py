@@ -48,3 +48,13 @@ def test_english_prompts_are_english(prompt: str) -> None:
 @pytest.mark.parametrize(("prompt", "language"), OTHER_PROMPTS)
 def test_prompts_in_other_languages_are_told_apart(prompt: str, language: str) -> None:
     assert detect_language(prompt) == language
+
+
+@pytest.mark.parametrize(
+    ("prompt", "language"),
+    [("bad \ud800\n", "en"), ("\x00\x01 a cat on a sofa", "en"), ("un chat \ud83d noir", "fr")],
+)
+def test_text_fasttext_cannot_read_is_still_classified(prompt: str, language: str) -> None:
+    """JSON lets a client send lone surrogates and control characters: detection reads around
+    them instead of raising (a request with one failed inside the language check)."""
+    assert detect_language(prompt) == language

@@ -71,7 +71,10 @@ def is_english(text: str) -> bool:
 
 
 def _latin_language(text: str) -> str:
-    ranked = _detector().detect(text, k=_RANKED)
+    # fastText takes valid UTF-8 only: a client's lone surrogate (JSON allows "\ud800") would make
+    # it raise; as "?" it counts for nothing.
+    readable = text.encode("utf-8", "replace").decode("utf-8")
+    ranked = _detector().detect(readable, k=_RANKED)
     shares = {candidate["lang"]: candidate["score"] for candidate in ranked}
     if not ranked or shares.get(ENGLISH, 0.0) >= _ENGLISH_SHARE:
         return ENGLISH
