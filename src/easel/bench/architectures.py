@@ -89,6 +89,31 @@ def _vae(sample_size: int, scaling_factor: float) -> AutoencoderKL:
     )
 
 
+def _save_sd(
+    path: Path,
+    dtype: torch.dtype,
+    unet: UNet2DConditionModel,
+    text_encoder: CLIPTextModel,
+    tokenizer: CLIPTokenizer,
+) -> Path:
+    """An SD 1.x/2.x pipeline of these parts (SD's 512-px autoencoder, no safety checker), saved
+    in `dtype`. The autoencoder is built on the device the parts were."""
+    with unet.device:
+        vae = _vae(512, 0.18215)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.to(dtype=dtype).save_pretrained(path, safe_serialization=True)
+    return path
+
+
 def build_sd15(path: Path, dtype: torch.dtype, device: torch.device) -> Path:
     tokenizer = _write_tokenizer(path / "tokenizer")
     with device:
@@ -101,18 +126,8 @@ def build_sd15(path: Path, dtype: torch.dtype, device: torch.device) -> Path:
             cross_attention_dim=768,
             attention_head_dim=8,
         )
-        pipe = StableDiffusionPipeline(
-            vae=_vae(512, 0.18215),
-            text_encoder=CLIPTextModel(_clip_l(tokenizer)),
-            tokenizer=tokenizer,
-            unet=unet,
-            scheduler=_scheduler(),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-    pipe.to(dtype=dtype).save_pretrained(path, safe_serialization=True)
-    return path
+        text_encoder = CLIPTextModel(_clip_l(tokenizer))
+    return _save_sd(path, dtype, unet, text_encoder, tokenizer)
 
 
 def build_sd_turbo(path: Path, dtype: torch.dtype, device: torch.device) -> Path:
@@ -130,18 +145,8 @@ def build_sd_turbo(path: Path, dtype: torch.dtype, device: torch.device) -> Path
             attention_head_dim=(5, 10, 20, 20),
             use_linear_projection=True,
         )
-        pipe = StableDiffusionPipeline(
-            vae=_vae(512, 0.18215),
-            text_encoder=CLIPTextModel(_open_clip_h(tokenizer)),
-            tokenizer=tokenizer,
-            unet=unet,
-            scheduler=_scheduler(),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-    pipe.to(dtype=dtype).save_pretrained(path, safe_serialization=True)
-    return path
+        text_encoder = CLIPTextModel(_open_clip_h(tokenizer))
+    return _save_sd(path, dtype, unet, text_encoder, tokenizer)
 
 
 def build_taesd(path: Path, dtype: torch.dtype) -> Path:
