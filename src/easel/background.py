@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 
 
-async def cancel_and_wait(*tasks: asyncio.Task[None] | None) -> None:
+async def cancel_and_wait(*tasks: asyncio.Task[object] | None) -> None:
     """Cancel the tasks and wait until each has finished, so none is left pending when its event
     loop closes (which asyncio reports as "Task was destroyed but it is pending")."""
     running = [task for task in tasks if task is not None and not task.done()]
