@@ -6,6 +6,7 @@ All Ray tests live here so the suite starts Ray once.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -24,19 +25,29 @@ import pytest
 import ray
 import yaml
 from ray import serve
+from ray._private.worker import RayContext
 
 from easel.api.images.serving import REPLICA_HEADER
+from easel.background import cancel_and_wait
+from easel.catalog import GenerationPlan
+from easel.cluster.config_file import APP_NAME
+from easel.cluster.engine_proxy import DeploymentEngine
+from easel.cluster.model import deployment_name
+from easel.engine.types import PreviewRequest
 from tests.images import decode_b64, fetch, images_of
 from tests.s3 import BUCKET, S3Server
 from tests.server import create_key, free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
+SLOW_STEPS = 400
+
 
 @dataclass
 class Cluster:
     base_url: str
     api_key: str
+    serve_logs: Path  # the Ray session's Serve logs: one file per replica
 
     def client(self) -> openai.OpenAI:
         return openai.OpenAI(
@@ -69,6 +80,17 @@ def _catalog(tiny_sd: Path, tiny_sdxl: Path) -> dict[str, Any]:
                 },
             },
             "broken": {"source": "/nonexistent/pipeline", "deployment": {"cpus_per_replica": 0}},
+            # Streams (GPT names only): "high" has room for 2 partial images; "low" runs long
+            # enough to be left mid-run.
+            "gpt-image-1": {
+                "source": str(tiny_sd),
+                "qualities": {
+                    "low": {"steps": SLOW_STEPS, "guidance_scale": 0.0},
+                    "medium": {"steps": 3, "guidance_scale": 0.0},
+                    "high": {"steps": 8, "guidance_scale": 0.0},
+                },
+                "deployment": {"cpus_per_replica": 0.25},
+            },
         }
     }
 
@@ -85,7 +107,14 @@ def cluster(
         # The Ray processes inherit the environment: the AWS settings reach the replicas.
         for name, value in s3.env.items():
             env.setenv(name, value)
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray_context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        # A local instance's context (typed as the base of it and a Ray Client's) has its session
+        # directory, where the replicas' logs are: not `session_latest`, which other Ray users of
+        # this machine may move.
+        assert isinstance(ray_context, RayContext)
+        session_dir = ray_context.address_info["session_dir"]
+        assert session_dir is not None
+        serve_logs = Path(session_dir) / "logs" / "serve"
         try:
             port = free_port()
             deploy = subprocess.run(
@@ -116,7 +145,7 @@ def cluster(
                 timeout=400,
             )
             assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-            yield Cluster(f"http://127.0.0.1:{port}", api_key)
+            yield Cluster(f"http://127.0.0.1:{port}", api_key, serve_logs)
         finally:
             serve.shutdown()
             ray.shutdown()
@@ -215,6 +244,104 @@ def test_full_queue_answers_429_with_retry_after(cluster: Cluster) -> None:
             assert int(response.headers["retry-after"]) >= 1
             error = response.json()["error"]
             assert (error["type"], error["code"]) == ("requests", "server_busy")
+
+
+def test_streamed_partial_images_cross_from_the_replica(cluster: Cluster) -> None:
+    client = cluster.client()
+    raw = client.images.with_raw_response.generate(
+        model="gpt-image-1",
+        prompt="a lighthouse",
+        stream=True,
+        partial_images=2,
+        quality="high",
+        size="1024x1536",
+    )
+    events = list(raw.parse())
+    assert [event.type for event in events] == [
+        "image_generation.partial_image",
+        "image_generation.partial_image",
+        "image_generation.completed",
+    ]
+    assert [getattr(event, "partial_image_index", None) for event in events] == [0, 1, None]
+    assert all(decode_b64(event.b64_json).size == (1024, 1536) for event in events)
+    # The stream's headers leave before its image is made, so no x-easel-replica: the model's
+    # replica names the request (Ray's id, which Easel adopts) in its own log instead.
+    request_id = raw.headers["x-request-id"]
+    call = _replica_log_line(cluster, request_id, "generate_with_previews")
+    assert "model:gpt-image-1" in call
+
+    events = list(
+        client.images.generate(model="gpt-image-1", prompt="a cat", stream=True, quality="medium")
+    )
+    assert [event.type for event in events] == ["image_generation.completed"]
+
+
+def test_a_stream_closed_early_stops_the_replicas_work(cluster: Cluster) -> None:
+    stopped_before = len(_replica_log_lines(cluster, "gpt-image-1: stopped a batch"))
+    stream = cluster.client().images.generate(
+        model="gpt-image-1", prompt="never finished", stream=True, partial_images=3, quality="low"
+    )
+    assert next(iter(stream)).type == "image_generation.partial_image"
+    stream.close()
+    stopped = _replica_log_line(cluster, "gpt-image-1: stopped a batch", after=stopped_before)
+    step = int(stopped.split("after step ")[1].split(" of ")[0])
+    assert f"of {SLOW_STEPS}" in stopped and step < SLOW_STEPS * 3 // 4
+
+
+def test_cancelling_the_ingress_task_cancels_the_replicas_stream(cluster: Cluster) -> None:
+    """The ingress's engine driven from here, outside any Serve request, so Ray cancels no call
+    on its own: cancelling the task awaiting a streamed generation stops the replica's work."""
+    plan = GenerationPlan(
+        model="gpt-image-1",
+        prompt="cancelled",
+        negative_prompt=None,
+        n=1,
+        size="256x256",
+        width=256,
+        height=256,
+        steps=SLOW_STEPS,
+        guidance_scale=0.0,
+        revised_prompt=None,
+        user_prompt="cancelled",
+        quality="low",
+        style=None,
+    )
+    stopped_before = len(_replica_log_lines(cluster, "gpt-image-1: stopped a batch"))
+
+    async def cancel_after_the_first_partial_image() -> None:
+        handle = serve.get_deployment_handle(deployment_name("gpt-image-1"), APP_NAME)
+        engine = DeploymentEngine({"gpt-image-1": handle}, {})
+        first = asyncio.Event()
+        previews = PreviewRequest(3, lambda index, pixels: first.set())
+        generating = asyncio.create_task(engine.generate(plan, previews=previews))
+        await first.wait()
+        await cancel_and_wait(generating)
+
+    asyncio.run(cancel_after_the_first_partial_image())
+    stopped = _replica_log_line(cluster, "gpt-image-1: stopped a batch", after=stopped_before)
+    step = int(stopped.split("after step ")[1].split(" of ")[0])
+    assert step < SLOW_STEPS * 3 // 4
+
+
+def _replica_log_line(cluster: Cluster, *fragments: str, after: int = 0) -> str:
+    """The last line of the replicas' Serve logs with every fragment, once more than `after`
+    such lines are written."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        lines = _replica_log_lines(cluster, *fragments)
+        if len(lines) > after:
+            return lines[-1]
+        time.sleep(0.2)
+    raise AssertionError(f"no replica log line with {fragments}")
+
+
+def _replica_log_lines(cluster: Cluster, *fragments: str) -> list[str]:
+    return [
+        line
+        for log_file in sorted(cluster.serve_logs.glob("replica_*.log"))
+        for line in log_file.read_text(errors="replace").splitlines()
+        if all(fragment in line for fragment in fragments)
+    ]
 
 
 def test_deployments_the_cluster_cannot_hold_are_refused_with_the_numbers(

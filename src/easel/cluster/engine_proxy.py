@@ -1,12 +1,15 @@
-"""The ingress's engine: forwards each plan to its model's deployment and turns what can go wrong
-across the Ray boundary into Easel errors, so clients get OpenAI's envelope as on one machine."""
+"""The ingress's engine: forwards each plan to its model's deployment (streaming back the partial
+images a request asks for) and turns what can go wrong across the Ray boundary into Easel errors,
+so clients get OpenAI's envelope as on one machine."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Protocol, cast
 
 import torch
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
@@ -15,11 +18,11 @@ from ray.serve.exceptions import (
     DeploymentUnavailableError,
     ReplicaUnavailableError,
 )
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from easel.background import cancel_and_wait
 from easel.catalog import GenerationPlan
-from easel.cluster.model import ModelReplica, ReplicaState
+from easel.cluster.model import ModelReplica, PartialImage, ReplicaState
 from easel.engine.types import EngineMemory, Generation, ModelState, PreviewRequest
 from easel.errors import EaselError, RateLimitError, ServiceUnavailableError
 
@@ -88,47 +91,125 @@ class DeploymentEngine:
         deadline_seconds: float | None = None,
         previews: PreviewRequest | None = None,
     ) -> Generation:
-        """See `ImageEngine.generate`; the result names the replica that made it. Partial
-        images do not cross the Ray boundary yet: `previews` gets none, and a streamed request
-        receives only its completed events."""
-        if plan.model in self._undeployed:
+        """See `ImageEngine.generate`; the result names the replica that made it. With `previews`
+        the replica streams its partial images, each delivered as it arrives."""
+        handle = self._deployed(plan.model)
+        if previews is None:
+
+            async def unary() -> Generation:
+                response = handle.generate.remote(
+                    plan, seed=seed, deadline_seconds=deadline_seconds
+                )
+                with _cancelled_with(response):
+                    generation: Generation = await response
+                return generation
+
+            return await _across_ray(plan.model, unary)
+
+        relay = _PreviewRelay(previews)
+
+        async def streamed() -> Generation:
+            # A streaming handle calling a generator method returns a generator.
+            stream = cast(
+                DeploymentResponseGenerator[PartialImage | Generation],
+                handle.options(stream=True).generate_with_previews.remote(
+                    plan, previews.count, seed=seed, deadline_seconds=deadline_seconds
+                ),
+            )
+            with _cancelled_with(stream):
+                return await relay.relay(stream)
+
+        # Sent again, the request would repeat the indices already delivered: only a stream that
+        # delivered nothing yet is retried.
+        return await _across_ray(plan.model, streamed, may_retry=relay.nothing_delivered)
+
+    def _deployed(self, model: str) -> DeploymentHandle[ModelReplica]:
+        if model in self._undeployed:
             raise ServiceUnavailableError(
-                f"The model `{plan.model}` is not available: {self._undeployed[plan.model]}",
+                f"The model `{model}` is not available: {self._undeployed[model]}",
                 code="model_unavailable",
                 # Only a new deployment changes this: an SDK retrying would only wait.
                 headers={"x-should-retry": "false"},
             )
-        handle = self._handles[plan.model]
-        lost: Exception | None = None
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                generation: Generation = await handle.generate.remote(
-                    plan, seed=seed, deadline_seconds=deadline_seconds
-                )
-            except BackPressureError as exc:
-                raise _busy(plan.model, exc) from None
-            except RayTaskError as exc:
-                if isinstance(exc.cause, EaselError):
-                    raise exc.cause from None
-                raise
-            except DeploymentUnavailableError as exc:
-                raise ServiceUnavailableError(
-                    f"The model `{plan.model}` has no running replicas: its deployment failed. "
-                    "See the Ray Serve logs.",
-                    code="model_unavailable",
-                    headers={"Retry-After": "30"},
-                ) from exc
-            except (RayActorError, ActorUnavailableError, ReplicaUnavailableError) as exc:
-                log.warning("a replica of %s was lost (attempt %d): %s", plan.model, attempt, exc)
-                lost = exc
-                continue
-            return generation
-        raise ServiceUnavailableError(
-            f"The replica generating with `{plan.model}` stopped before it finished; the cluster "
-            "is restarting it. Please retry the request.",
-            code="replica_unavailable",
-            headers={"Retry-After": "1"},
-        ) from lost
+        return self._handles[model]
+
+
+class _PreviewRelay:
+    """Hands the partial images a replica streams on to the request's `PreviewRequest`."""
+
+    def __init__(self, previews: PreviewRequest) -> None:
+        self._previews = previews
+        self._delivered = False
+
+    def nothing_delivered(self) -> bool:
+        return not self._delivered
+
+    async def relay(
+        self, stream: DeploymentResponseGenerator[PartialImage | Generation]
+    ) -> Generation:
+        """Deliver the stream's partial images; return the generation that ends it."""
+        async for item in stream:
+            if isinstance(item, Generation):
+                return item
+            # `deliver` only hands the image on (it is meant for the pipeline's thread), so
+            # calling it on the event loop blocks nothing.
+            self._previews.deliver(item.index, item.pixels)
+            self._delivered = True
+        raise RuntimeError("the replica's stream ended without its generation")
+
+
+class _RayCall(Protocol):
+    """A deployment handle call, unary or streaming."""
+
+    def cancel(self) -> None: ...
+
+
+@contextlib.contextmanager
+def _cancelled_with(response: _RayCall) -> Iterator[None]:
+    """Cancel the Ray call when the task awaiting it is cancelled (a client that left): Ray
+    would let it run on. The replica's task is cancelled, which withdraws the request."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        response.cancel()
+        raise
+
+
+async def _across_ray(
+    model: str,
+    attempt: Callable[[], Awaitable[Generation]],
+    may_retry: Callable[[], bool] = lambda: True,
+) -> Generation:
+    """`attempt`'s generation, with what can go wrong across the Ray boundary as Easel errors: a
+    lost replica is tried once more (if `may_retry`), then 503."""
+    lost: Exception | None = None
+    for number in range(1, ATTEMPTS + 1):
+        try:
+            return await attempt()
+        except BackPressureError as exc:
+            raise _busy(model, exc) from None
+        except RayTaskError as exc:
+            if isinstance(exc.cause, EaselError):
+                raise exc.cause from None
+            raise
+        except DeploymentUnavailableError as exc:
+            raise ServiceUnavailableError(
+                f"The model `{model}` has no running replicas: its deployment failed. "
+                "See the Ray Serve logs.",
+                code="model_unavailable",
+                headers={"Retry-After": "30"},
+            ) from exc
+        except (RayActorError, ActorUnavailableError, ReplicaUnavailableError) as exc:
+            log.warning("a replica of %s was lost (attempt %d): %s", model, number, exc)
+            lost = exc
+            if not may_retry():
+                break
+    raise ServiceUnavailableError(
+        f"The replica generating with `{model}` stopped before it finished; the cluster "
+        "is restarting it. Please retry the request.",
+        code="replica_unavailable",
+        headers={"Retry-After": "1"},
+    ) from lost
 
 
 def _busy(model: str, exc: BackPressureError) -> RateLimitError:
