@@ -28,7 +28,7 @@ from easel.settings import Settings
 SIZE = 256
 # Catalog names on each tiny family, with few unguided steps so every call is quick; `sd` runs
 # more steps so that a strength near 0 runs one step of many.
-FAMILY_MODELS = ("sd", "sdxl", "zimage", "klein")
+FAMILY_MODELS = ("sd", "sdxl", "zimage", "klein", "qwen")
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,7 @@ def catalog(
     tiny_sdxl: Path,
     tiny_zimage: Path,
     tiny_flux2_klein: Path,
+    tiny_qwen_image: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Catalog:
     config = tmp_path_factory.mktemp("edit-engine") / "models.yaml"
@@ -45,6 +46,7 @@ def catalog(
         ("sdxl", tiny_sdxl, 4),
         ("zimage", tiny_zimage, 4),
         ("klein", tiny_flux2_klein, 1),
+        ("qwen", tiny_qwen_image, 4),
         # Hundreds of steps: long enough for a deadline or a client to leave mid-batch.
         ("slow", tiny_sd, 400),
     ]
@@ -158,7 +160,7 @@ def autoencoded(pipe: DiffusionPipeline, image: np.ndarray) -> np.ndarray:
     return np.asarray(pipe.image_processor.postprocess(decoded, output_type="np")[0]) * 255.0
 
 
-@pytest.mark.parametrize("model", ["sd", "sdxl", "zimage"])
+@pytest.mark.parametrize("model", ["sd", "sdxl", "zimage", "qwen"])
 def test_image_to_image_follows_its_input(catalog: Catalog, engine: EngineLoop, model: str) -> None:
     black = np.zeros((SIZE, SIZE, 3), np.uint8)
     white = np.full((SIZE, SIZE, 3), 255, np.uint8)
@@ -300,7 +302,7 @@ def test_an_edit_past_its_deadline_stops_mid_batch(catalog: Catalog, engine: Eng
     assert stats.batches == batches  # it never ran its 400 steps to the end
 
 
-@pytest.mark.parametrize("model", ["sd", "sdxl", "zimage", "klein"])
+@pytest.mark.parametrize("model", FAMILY_MODELS)
 def test_derived_pipelines_share_the_loaded_weights(engine: EngineLoop, model: str) -> None:
     base = engine.engine.pipeline(model)
     family = family_of(type(base).__name__)
