@@ -49,7 +49,7 @@ from easel.errors import (
     RateLimitError,
     ServerError,
 )
-from easel.observability.metrics import observe_batch_size, set_batch_limit, set_queue_depth
+from easel.observability.metrics import observe_batch_size, set_batch_limit, set_queue_depths
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +183,7 @@ class BatchScheduler:
         queued = Counter(dict.fromkeys(self.names, 0))
         for job in self._pending:
             queued[job.plan.model] += job.undispatched
-        for name, images in queued.items():
-            set_queue_depth(name, images)
+        set_queue_depths(self, queued)
 
     def _submit(self, plan: GenerationPlan, seed: int, previews: PreviewRequest | None) -> Job:
         queued = self.queued_images
