@@ -217,6 +217,20 @@ async def test_variations_are_dall_e_2_only(sdk: openai.AsyncOpenAI, model: str)
     assert "only supported by 'dall-e-2'" in error["message"]
 
 
+async def test_models_list_says_which_models_edit_and_vary(sdk: openai.AsyncOpenAI) -> None:
+    """The playground offers edits and variations by these flags: each agrees with the endpoint."""
+    listed = {model.id: (model.model_extra or {})["easel"] async for model in sdk.models.list()}
+    takes = {name: (easel["edits"], easel["variations"]) for name, easel in listed.items()}
+    assert takes.pop("dall-e-2") == (True, True)
+    assert takes.pop("dall-e-3") == (False, False)
+    assert takes and set(takes.values()) == {(True, False)}  # the GPT image names
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.images.edit(model="dall-e-3", image=png(64, 64), prompt="x")
+    error = error_body(caught.value)
+    assert (error["param"], error["code"]) == ("model", "invalid_value")
+    assert "does not support image edits" in error["message"]
+
+
 # Raw multipart as other clients send it.
 
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 from diffusers import DiffusionPipeline
+from prometheus_client import REGISTRY
 
 from easel.api.state import AppServices
 from easel.catalog import Catalog, GenerationPlan, ModelSpec
@@ -203,3 +204,33 @@ def test_an_edits_source_that_is_a_names_own_pipeline_shares_its_worker(
     assert set(engine.states()) == {ROUTED, "klein"}
     assert engine.stats()["klein"]["batches"] == 1
     assert engine.stats()[ROUTED]["batches"] == 0
+
+
+def test_queue_depth_sums_a_names_requests_in_its_own_and_its_edits_sources_queues(
+    tiny_sd: Path, tiny_flux2_klein: Path
+) -> None:
+    routed = gpt_spec(tiny_sd, tiny_flux2_klein)
+    engine = Engine(Catalog([routed]), config=Settings().scheduler_config())
+    generation = routed.plan(prompt="a red square", n=2, size=SIZE, quality=None, style=None)
+
+    def queue_depth() -> float | None:
+        return REGISTRY.get_sample_value("easel_queue_depth", {"model": ROUTED})
+
+    async def scenario() -> float | None:
+        waiting = [
+            asyncio.ensure_future(engine.generate(generation, seed=1)),
+            asyncio.ensure_future(engine.generate(two_image_plan(routed), seed=2)),
+        ]
+        await asyncio.sleep(0)  # both queued; neither pipeline has loaded yet
+        depth = queue_depth()
+        await engine.shutdown()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        return depth
+
+    loop = asyncio.new_event_loop()
+    try:
+        # Two generated images in the name's own queue and one edit in its edits source's.
+        assert loop.run_until_complete(scenario()) == 3
+    finally:
+        loop.close()
+    assert queue_depth() == 0

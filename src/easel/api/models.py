@@ -43,6 +43,9 @@ def capabilities(spec: ModelSpec, app_services: AppServices) -> dict[str, Any]:
             if background != "transparent" or app_services.matting is not None
         ],
         "streams": True in accepted_values(spec.family)["stream"],
+        # Whether /v1/images/edits and /v1/images/variations take the model at all.
+        "edits": spec.takes_edits,
+        "variations": spec.makes_variations,
         "free_sizes": spec.has_free_sizes,
         "returns_revised_prompt": spec.returns_revised_prompt,
         "seed": {"min": 0, "max": MAX_SEED},

@@ -77,7 +77,8 @@ def variation_plan(
     spec: ModelSpec, image: ImageFile, n: int | None, size: str | None
 ) -> GenerationPlan:
     """The plan of `n` variations of `image`, or OpenAI's 400 for a model without variations."""
-    if spec.variation_strength is None:
+    strength = spec.variation_strength
+    if strength is None:
         raise InvalidRequestError(
             f"Invalid value: '{spec.name}'. Image variations are only supported by 'dall-e-2'.",
             param="model",
@@ -85,7 +86,7 @@ def variation_plan(
         )
     decoded = _decode_input(spec, image)
     plan = spec.variation_plan(n=n, size=size)
-    edit = EditInputs(images=(decoded.rgb,), mask=None, strength=spec.variation_strength)
+    edit = EditInputs(images=(decoded.rgb,), mask=None, strength=strength)
     return replace(plan, edit=edit)
 
 
@@ -101,7 +102,7 @@ def closest_size(sizes: Sequence[str], width: int, height: int) -> str:
 
 
 def _check_image_count(spec: ModelSpec, count: int) -> None:
-    if spec.max_input_images == 0:
+    if not spec.takes_edits:
         raise InvalidRequestError(
             f"Invalid value: '{spec.name}'. This model does not support image edits.",
             param="model",

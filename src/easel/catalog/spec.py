@@ -264,6 +264,16 @@ class ModelSpec(BaseModel):
         return self.family != "dall-e"
 
     @property
+    def takes_edits(self) -> bool:
+        """Whether /v1/images/edits accepts this model (dall-e-3, as OpenAI's, does not)."""
+        return self.max_input_images > 0
+
+    @property
+    def makes_variations(self) -> bool:
+        """Whether /v1/images/variations accepts this model (OpenAI's: dall-e-2 only)."""
+        return self.variation_strength is not None
+
+    @property
     def has_free_sizes(self) -> bool:
         """gpt-image-2 takes any WIDTHxHEIGHT within OpenAI's limits besides its listed sizes."""
         return self.family == "gpt-image-2"

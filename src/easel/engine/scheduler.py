@@ -41,7 +41,14 @@ from easel.engine.previews import step_previews
 from easel.engine.resolution import generation_size
 from easel.engine.running_average import RunningAverage
 from easel.engine.tokens import count_text_tokens
-from easel.engine.types import GeneratedImage, Generation, PreviewRequest, SchedulerConfig
+from easel.engine.types import (
+    GeneratedImage,
+    Generation,
+    GenerationTiming,
+    PreviewRequest,
+    SchedulerConfig,
+    note_failure_timing,
+)
 from easel.errors import (
     DeadlineExceededError,
     EaselError,
@@ -49,7 +56,7 @@ from easel.errors import (
     RateLimitError,
     ServerError,
 )
-from easel.observability.metrics import observe_batch_size, set_batch_limit, set_queue_depth
+from easel.observability.metrics import observe_batch_size, set_batch_limit, set_queue_depths
 
 log = logging.getLogger(__name__)
 
@@ -161,14 +168,19 @@ class BatchScheduler:
         except TimeoutError:
             self._cancel(job, "its deadline passed")
             self.stats.deadline_exceeded += 1
-            raise DeadlineExceededError(
+            exceeded = DeadlineExceededError(
                 f"The request did not finish within this server's deadline of "
                 f"{deadline_seconds:g} seconds and was cancelled. Try again when the server is "
                 "less busy, or ask for fewer images.",
                 code="deadline_exceeded",
-            ) from None
+            )
+            note_failure_timing(exceeded, _timing_until_now(job))
+            raise exceeded from None
         except asyncio.CancelledError:
             self._cancel(job, "its client went away")
+            raise
+        except Exception as exc:
+            note_failure_timing(exc, _timing_until_now(job))
             raise
 
     async def shutdown(self) -> None:
@@ -183,8 +195,7 @@ class BatchScheduler:
         queued = Counter(dict.fromkeys(self.names, 0))
         for job in self._pending:
             queued[job.plan.model] += job.undispatched
-        for name, images in queued.items():
-            set_queue_depth(name, images)
+        set_queue_depths(self, queued)
 
     def _submit(self, plan: GenerationPlan, seed: int, previews: PreviewRequest | None) -> Job:
         queued = self.queued_images
@@ -532,6 +543,15 @@ class BatchScheduler:
         job.images[part.first : part.first + part.count] = result
         if not job.undispatched and all(image is not None for image in job.images):
             job.future.set_result([image for image in job.images if image is not None])
+
+
+def _timing_until_now(job: Job) -> GenerationTiming:
+    """Where a request's time went until now: waiting, then generating once its first batch began
+    (that batch may still run, its end not yet noted)."""
+    now = time.monotonic()
+    if job.first_started is None:
+        return GenerationTiming(queued_seconds=now - job.enqueued_at)
+    return GenerationTiming(job.timing.queued_seconds, now - job.first_started)
 
 
 def _naming(parts: list[Part]) -> dict[str, object]:

@@ -46,6 +46,23 @@ class GenerationTiming:
     generating_seconds: float = 0.0
 
 
+# The attribute of a failed request's error that holds its `GenerationTiming`: an attribute, so it
+# travels with the error whatever its type, across the Ray boundary too (errors pickle theirs).
+_FAILURE_TIMING = "easel_generation_timing"
+
+
+def note_failure_timing(error: BaseException, timing: GenerationTiming) -> None:
+    """Record on the error a request fails with where its time went until then."""
+    setattr(error, _FAILURE_TIMING, timing)
+
+
+def failure_timing(error: BaseException) -> GenerationTiming:
+    """Where a failed request's time went: what the engine noted on its error, or none for a
+    request refused before it was queued."""
+    timing = getattr(error, _FAILURE_TIMING, None)
+    return timing if isinstance(timing, GenerationTiming) else GenerationTiming()
+
+
 @dataclass(frozen=True)
 class Generation:
     """A request's images, where its time went, and which replica made them (None in process)."""

@@ -5,7 +5,8 @@ Prometheus scrapes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 
 import torch
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
@@ -61,7 +62,7 @@ BATCH_LIMIT = Gauge(
 )
 QUEUE_DEPTH = Gauge(
     "easel_queue_depth",
-    "Requests waiting in the engine for their pipeline call to start.",
+    "Images waiting in the engine for their pipeline call to start, in all the model's queues.",
     ["model"],
 )
 PROMPT_REWRITE_FALLBACKS = Counter(
@@ -87,9 +88,35 @@ def set_batch_limit(model: str, batch_class: str, images: int) -> None:
     BATCH_LIMIT.labels(model, batch_class).set(images)
 
 
-def set_queue_depth(model: str, depth: int) -> None:
-    """The engine calls this whenever the number of requests waiting for a model changes."""
-    QUEUE_DEPTH.labels(model).set(depth)
+class _QueueDepths:
+    """Each queue's waiting images per model, and their sum per model in `QUEUE_DEPTH`: a name's
+    multi-image edits wait in its edits source's queue, its other requests in its own."""
+
+    def __init__(self) -> None:
+        self._queues: dict[object, dict[str, int]] = {}
+        # Engines in other threads (tests, benchmarks) may report at the same time.
+        self._lock = threading.Lock()
+
+    def set(self, queue: object, depths: Mapping[str, int]) -> None:
+        with self._lock:
+            # A model the queue held images for and no longer names drops to what others hold.
+            models = {*self._queues.get(queue, {}), *depths}
+            if any(depths.values()):
+                self._queues[queue] = dict(depths)
+            else:  # an empty queue holds nothing for the sum: forgotten, so none is kept alive
+                self._queues.pop(queue, None)
+            for model in models:
+                total = sum(queued.get(model, 0) for queued in self._queues.values())
+                QUEUE_DEPTH.labels(model).set(total)
+
+
+_QUEUE_DEPTHS = _QueueDepths()
+
+
+def set_queue_depths(queue: object, depths: Mapping[str, int]) -> None:
+    """The engine calls this whenever the images waiting in one of its queues change: `depths`
+    holds that queue's count for each model it serves (0 included)."""
+    _QUEUE_DEPTHS.set(queue, depths)
 
 
 class EngineCollector(Collector):

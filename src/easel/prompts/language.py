@@ -81,8 +81,17 @@ def _latin_language(text: str) -> str:
     return str(ranked[0]["lang"])
 
 
+def load_language_model() -> None:
+    """Load fastText's model now, once (some 26 ms that would otherwise stall the first prompt's
+    caller): the server calls it off its event loop at start-up."""
+    _detector()
+
+
 @functools.cache
 def _detector() -> LangDetector:
     # The bundled model only: "auto" would download fastText's full model on first use. No
     # truncation: a long prompt is read whole, as the encoder reads it.
-    return LangDetector(LangDetectConfig(model="lite", max_input_length=None))
+    detector = LangDetector(LangDetectConfig(model="lite", max_input_length=None))
+    # The detector loads its model on its first detection.
+    detector.detect("a")
+    return detector

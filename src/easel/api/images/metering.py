@@ -162,9 +162,9 @@ async def metered(
 
 def _observe(model: str, meter: Meter, delivered: int) -> None:
     metrics.QUEUE_SECONDS.labels(model).observe(meter.timing.queued_seconds)
-    if meter.timing.generating_seconds:
-        metrics.GENERATION_SECONDS.labels(model).observe(meter.timing.generating_seconds)
+    # The histograms of the work that made images: a failed request's is in its usage record.
     if delivered:
+        metrics.GENERATION_SECONDS.labels(model).observe(meter.timing.generating_seconds)
         metrics.ENCODING_SECONDS.labels(model).observe(meter.encoding_seconds)
         metrics.IMAGES_GENERATED.labels(model).inc(delivered)
 

@@ -22,7 +22,7 @@ from easel.api.state import AppServices
 from easel.catalog.output import transparent_refusal
 from easel.catalog.usage_tokens import generation_usage
 from easel.encoding import encode_image_async, png_text
-from easel.engine.types import Generation, PreviewRequest
+from easel.engine.types import Generation, PreviewRequest, failure_timing
 from easel.limits.limiter import require_model
 from easel.prompts.revise import revise_prompt
 from easel.usage.store import Endpoint
@@ -87,7 +87,11 @@ async def generate(
 ) -> Generation:
     """The job's images from the engine, timed and (for GPT names) counted in tokens."""
     plan = job.plan
-    generation = await services.engine.generate(plan, seed=job.seed, previews=previews)
+    try:
+        generation = await services.engine.generate(plan, seed=job.seed, previews=previews)
+    except Exception as exc:
+        meter.timing = failure_timing(exc)
+        raise
     meter.timing = generation.timing
     if generation.replica is not None:
         caller.response_headers[REPLICA_HEADER] = generation.replica

@@ -192,15 +192,23 @@ async function loadModels() {
     if (exc instanceof ApiError && exc.status === 401) showKeyPanel(true);
     return false;
   }
+  showModels();
+  return true;
+}
+
+// The models the current tab can use (the Edit tab: those that take edits), keeping the chosen one
+// where it is among them.
+function showModels() {
   const current = $("model").value;
-  const ids = [...state.models.keys()];
+  const ids = [...state.models.values()]
+    .filter((model) => state.mode !== "edit" || model.easel.edits)
+    .map((model) => model.id);
   setOptions($("model"), ids, current || (ids.includes("dall-e-2") ? "dall-e-2" : ids[0]));
   for (const option of $("model").options) {
     const modelState = state.models.get(option.value).easel.state;
     if (modelState && modelState !== "ready") option.textContent = `${option.value} (${modelState})`;
   }
   applyModel();
-  return true;
 }
 
 function currentCaps() {
@@ -226,6 +234,7 @@ function applyModel() {
   if (!caps.qualities.includes($("quality").value)) $("quality").value = caps.default_quality;
   // Edits take no style, as OpenAI's.
   $("style-field").hidden = caps.styles.length === 0 || state.mode === "edit";
+  $("variations").hidden = state.mode !== "edit" || !caps.variations;
   setOptions($("style"), caps.styles, $("style").value);
   if (caps.styles.length && !caps.styles.includes($("style").value)) $("style").value = caps.default_style;
   setOptions($("response-format"), caps.response_formats, $("response-format").value || caps.response_formats[0]);
@@ -504,9 +513,8 @@ function setMode(mode) {
   $("tab-generate").setAttribute("aria-selected", String(!edit));
   $("tab-edit").setAttribute("aria-selected", String(edit));
   $("edit-fields").hidden = !edit;
-  $("variations").hidden = !edit;
   if (!state.running) $("generate-label").textContent = modeLabels()[0];
-  applyModel();
+  showModels();
 }
 
 function setEditImages(files) {
@@ -682,7 +690,8 @@ function renderHistory() {
 }
 
 function restore(entry) {
-  if (state.models.has(entry.model)) {
+  // A model the current tab does not offer (dall-e-3 on the Edit tab) stays unchosen.
+  if ([...$("model").options].some((option) => option.value === entry.model)) {
     $("model").value = entry.model;
     applyModel();
   }
