@@ -1,11 +1,13 @@
 """Partial images of requests being denoised: their current latents projected to RGB.
 
-The projection is linear, from latent channels to RGB, fitted once per loaded pipeline by encoding
-a few smooth synthetic images with the pipeline's own autoencoder and solving least squares
-against the images shrunk to latent resolution. It costs one small matrix product per preview,
-works for any weights (random test weights too), and needs no extra model. Pipelines whose
-callback latents are packed into patch sequences (FLUX.2 klein, Qwen-Image) or whose autoencoder
-is not an `AutoencoderKL` get no previews.
+The latents a step leaves (spatial, or packed into a sequence of 2x2 patches) are first turned
+into what the pipeline's autoencoder decodes, as the pipeline itself does before decoding
+(`latent_layouts`). A linear projection from those channels to RGB makes the preview: fitted once
+per loaded pipeline by encoding a few smooth synthetic images with the pipeline's own autoencoder,
+decoding them again, and solving least squares against the decoded images shrunk to latent
+resolution. It costs a reshape and one small matrix product per preview, follows the decoder for
+any weights (random test weights too), and needs no extra model. Pipelines whose latent layout or
+autoencoder `latent_layouts` does not know get no previews.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from weakref import WeakKeyDictionary
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DiffusionPipeline
+from diffusers import DiffusionPipeline
 
 from easel.engine.generate import StepHook, to_uint8
 from easel.engine.jobs import BatchKey, Job, Part
+from easel.engine.latent_layouts import decoded, decoder_input, encoded
 from easel.engine.types import PreviewRequest
 
 log = logging.getLogger(__name__)
@@ -35,7 +38,7 @@ _FIT_GRID = 4
 
 @dataclass(frozen=True)
 class LatentProjection:
-    """RGB (0..1) = latents . weight + bias, per latent pixel."""
+    """RGB (0..1) = latents . weight + bias, per latent pixel of the decoder's input."""
 
     weight: torch.Tensor  # channels x 3
     bias: torch.Tensor  # 3
@@ -45,7 +48,7 @@ class LatentProjection:
         return int(self.weight.shape[0])
 
     def rgb(self, latents: torch.Tensor) -> torch.Tensor:
-        """One image's latents (channels x h x w) as a 1 x 3 x h x w RGB batch."""
+        """One image's decoder-input latents (channels x h x w) as a 1 x 3 x h x w RGB batch."""
         pixels = latents.float().movedim(0, -1) @ self.weight.to(latents.device) + self.bias.to(
             latents.device
         )
@@ -65,25 +68,35 @@ def projection_for(pipe: DiffusionPipeline) -> LatentProjection | None:
 
 def _fit(pipe: DiffusionPipeline) -> LatentProjection | None:
     vae = getattr(pipe, "vae", None)
-    if not isinstance(vae, AutoencoderKL):
-        log.info("%s: no partial images: its autoencoder is not an AutoencoderKL", type(pipe))
+    factor = getattr(pipe, "vae_scale_factor", None)
+    if vae is None or not isinstance(factor, int):
+        log.info("%s: no partial images: it has no autoencoder of known scale", type(pipe))
         return None
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
     generator = torch.Generator().manual_seed(0)
     grid = torch.rand(_FIT_IMAGES, 3, _FIT_GRID, _FIT_GRID, generator=generator)
     side = _FIT_LATENT_SIDE * factor
     images = F.interpolate(grid, size=(side, side), mode="bilinear", align_corners=False)
     try:
         with torch.inference_mode():
-            encoded = vae.encode((images * 2 - 1).to(vae.device, vae.dtype)).latent_dist.mean
+            latents = encoded(vae, (images * 2 - 1).to(vae.device, vae.dtype))
+            made = None if latents is None else decoded(vae, latents)
     except Exception:  # previews are optional: a pipeline must still generate without them
         log.warning(
-            "%s: no partial images: its autoencoder failed to encode", type(pipe), exc_info=True
+            "%s: no partial images: its autoencoder failed to encode or decode",
+            type(pipe),
+            exc_info=True,
         )
         return None
-    # The space the denoiser works in, as the pipelines undo it before decoding.
-    latents = (encoded.float().cpu() - (vae.config.shift_factor or 0.0)) * vae.config.scaling_factor
-    targets = F.avg_pool2d(images, factor)
+    if latents is None or made is None:
+        log.info("%s: no partial images: Easel does not know its autoencoder", type(pipe))
+        return None
+    # The target is what the decoder makes of the latents, as the preview is to show: with
+    # trained weights that is the images encoded, which stand in where a half-precision decoder
+    # overflows (SDXL's in float16).
+    made = made.float().cpu()
+    decoded_rgb = (made / 2 + 0.5).clamp(0.0, 1.0) if made.isfinite().all() else images
+    latents = latents.float().cpu()
+    targets = F.adaptive_avg_pool2d(decoded_rgb, (latents.shape[-2], latents.shape[-1]))
     samples = latents.movedim(1, -1).reshape(-1, latents.shape[1])
     inputs = torch.cat([samples, torch.ones(samples.shape[0], 1)], dim=1)
     solution = torch.linalg.lstsq(inputs, targets.movedim(1, -1).reshape(-1, 3)).solution
@@ -127,18 +140,18 @@ def step_previews(pipe: DiffusionPipeline, key: BatchKey, parts: Sequence[Part])
 
     def after_step(step: int, tensors: dict[str, Any]) -> None:
         latents = tensors.get("latents")
-        if (
-            not isinstance(latents, torch.Tensor)
-            or latents.ndim != 4
-            or latents.shape[1] != projection.channels
-        ):
-            return  # packed patch sequences: no preview
+        if not isinstance(latents, torch.Tensor):
+            return
         for watch in watches:
             index = watch.at_steps.get(step)
             if index is None or watch.job.cancelled:
                 continue
+            row = latents[watch.row : watch.row + 1]
+            readable = decoder_input(pipe, row, key.width, key.height)
+            if readable is None or readable.shape[1] != projection.channels:
+                return  # a layout the projection does not fit: no previews
             plan = watch.job.plan
-            rgb = projection.rgb(latents[watch.row])
+            rgb = projection.rgb(readable[0])
             watch.request.deliver(index, to_uint8(rgb, plan.width, plan.height)[0])
 
     return after_step
