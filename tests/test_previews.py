@@ -5,6 +5,7 @@ and a stream through the official openai SDK carries real previews on the packed
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,11 @@ from diffusers import (
 from openai.types import ImageGenCompletedEvent, ImageGenPartialImageEvent, ImageGenStreamEvent
 
 from easel.catalog import Catalog
+from easel.engine.engine import Engine
 from easel.engine.latent_layouts import decoded, decoder_input, encoded
 from easel.engine.loader import load_pipeline
 from easel.engine.previews import projection_for
+from easel.engine.types import PreviewRequest
 from easel.settings import Settings
 from tests.inprocess import InProcessApp, running_app
 from tests.test_streaming import QUALITIES, pixels
@@ -285,6 +288,38 @@ def test_latents_that_do_not_tile_the_size_give_no_preview() -> None:
     assert decoder_input(pipe, torch.zeros(1, 7, 16), WIDTH, HEIGHT) is None
     assert decoder_input(pipe, torch.zeros(1, 384, 15), WIDTH, HEIGHT) is None
     assert decoder_input(pipe, torch.zeros(1, 384, 16), WIDTH, HEIGHT) is not None
+
+
+def test_previews_leave_the_pipeline_at_the_latents_resolution(
+    tiny_sd: Path, tmp_path: Path
+) -> None:
+    # The receiver enlarges them, off the pipeline's thread (and after the trip from a replica).
+    config = tmp_path / "models.yaml"
+    config.write_text(
+        f"models:\n  sd:\n    source: {tiny_sd}\n    sizes: [512x256]\n"
+        "    default_size: 512x256\n    qualities: {standard: {steps: 3, guidance_scale: 0}}\n"
+    )
+    catalog = Catalog.build(config)
+    plan = catalog.get("sd").plan(prompt="a cat", n=1, size="512x256", quality=None, style=None)
+    delivered: list[tuple[int, tuple[int, ...]]] = []
+
+    def deliver(index: int, pixels: np.ndarray) -> None:
+        delivered.append((index, pixels.shape))
+
+    async def generate() -> None:
+        engine = Engine(catalog, config=Settings().scheduler_config())
+        try:
+            await engine.generate(plan, seed=1, previews=PreviewRequest(2, deliver))
+        finally:
+            await engine.shutdown()
+
+    asyncio.run(generate())
+    # Latent pixels of the size the pipeline generates (the tiny model's own, near the requested
+    # aspect), which the autoencoder shrinks 8 times a side.
+    assert [index for index, _ in delivered] == [0, 1]
+    shape, again = (shape for _, shape in delivered)
+    assert shape == again and shape[2] == 3
+    assert shape[0] <= 256 // 8 and abs(shape[1] / shape[0] - 2) < 0.2
 
 
 def correlation(a: torch.Tensor, b: torch.Tensor) -> float:

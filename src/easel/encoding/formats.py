@@ -46,6 +46,13 @@ def encode_image(
     return buffer.getvalue()
 
 
+def resized(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`pixels` at width x height (bicubic), as they are when already that size."""
+    if pixels.shape[:2] == (height, width):
+        return pixels
+    return np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.BICUBIC))
+
+
 def xmp(text: dict[str, str]) -> bytes:
     """An XMP packet with each key of `text` as an element in Easel's namespace."""
     root = ET.Element("{adobe:ns:meta/}xmpmeta")

@@ -77,9 +77,10 @@ class Generation:
 @dataclass(frozen=True)
 class PreviewRequest:
     """Partial images of a request's first image while it is denoised: up to `count`, at evenly
-    spaced steps. `deliver(index, pixels)` gets each (0-based index, height x width x 3 uint8 at
-    the requested size) on the pipeline's thread, so it must only hand them on. A pipeline whose
-    latents cannot be previewed delivers none."""
+    spaced steps. `deliver(index, pixels)` gets each (0-based index, h x w x 3 uint8 at the
+    latents' resolution, in the image's aspect) on the pipeline's thread, so it must only hand
+    them on; enlarging them to the requested size is the receiver's work, off that thread. A
+    pipeline whose latents cannot be previewed delivers none."""
 
     count: int
     deliver: Callable[[int, np.ndarray], None]

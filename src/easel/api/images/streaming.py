@@ -177,10 +177,12 @@ class _JobStream:
     async def _encode_previews(
         self, previews: asyncio.Queue[tuple[int, np.ndarray] | None]
     ) -> None:
-        output = self._job.output
+        output, plan = self._job.output, self._job.plan
         while (preview := await previews.get()) is not None:
             index, pixels = preview
-            file = await encode_image_async(pixels, {}, output.format, output.compression)
+            file = await encode_image_async(
+                pixels, {}, output.format, output.compression, size=(plan.width, plan.height)
+            )
             event = PartialImageEvent(
                 **self._fields("partial_image", file), partial_image_index=index
             )
