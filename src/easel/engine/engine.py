@@ -144,8 +144,8 @@ class Engine:
         }
 
     async def shutdown(self) -> None:
-        """Cancel every queued request and stop the batchers; a running batch finishes on its own
-        thread, its results unused."""
+        """Cancel every queued and running request and stop the batchers, waiting until every
+        pipeline's thread is idle (`PipelineWorker.shutdown`)."""
         for worker in self.pipelines.values():
             await worker.shutdown()
 

@@ -413,6 +413,13 @@ class BatchScheduler:
             outcome = await loop.run_in_executor(
                 self._executor, self._attempt, pipe, key, parts, calls
             )
+        except asyncio.CancelledError:
+            # The batcher is shutting down: its requests are cancelled, and the batch, with no one
+            # left to deliver to, stops at its next step.
+            for job in jobs:
+                job.cancelled = True
+                job.future.cancel()
+            raise
         finally:
             self._running_images = 0
             for job in jobs:

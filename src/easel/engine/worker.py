@@ -3,6 +3,7 @@ catalog name on it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -127,8 +128,12 @@ class PipelineWorker:
             log.info("released models %s from %s", ", ".join(self.names), self.device)
 
     async def shutdown(self) -> None:
+        """Stop the batcher, then wait until the pipeline's thread is idle: nothing of this worker
+        runs after. A load in progress must end first, since diffusers patches torch.nn for every
+        thread while it builds a model (see `loader.LOAD_LOCK`); a running batch stops at its next
+        step, its requests cancelled."""
         await self.scheduler.shutdown()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
 
     def _load_if_it_fits(self) -> None:
         load_bytes = self._estimate()
