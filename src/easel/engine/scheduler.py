@@ -176,8 +176,9 @@ class BatchScheduler:
             )
             note_failure_timing(exceeded, _timing_until_now(job))
             raise exceeded from None
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancelled:
             self._cancel(job, "its client went away")
+            note_failure_timing(cancelled, _timing_until_now(job))
             raise
         except Exception as exc:
             note_failure_timing(exc, _timing_until_now(job))
