@@ -6,19 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import shutil
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from diffusers import DiffusionPipeline
+from pydantic import ByteSize
 
 from easel.catalog import Catalog, ModelSpec
 from easel.devtools.tiny_pipelines import build_tiny_sd
 from easel.engine import generate, loader
 from easel.engine.engine import Engine
-from easel.engine.types import GeneratedImage
+from easel.engine.pipeline_weights import estimate_bytes
+from easel.engine.types import GeneratedImage, Generation
 from easel.settings import Settings
 
 
@@ -90,3 +96,57 @@ async def test_shutdown_stops_a_running_batch_at_its_next_step(
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(request, 30)
     assert engine.stats()["running"]["abandoned_batches"] == 1
+
+
+@pytest.mark.anyio
+async def test_a_load_waiting_for_memory_at_shutdown_never_starts(
+    tiny_sd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    loads: list[str] = []
+    batch_started = threading.Event()
+    real_load, real_batch = loader.load_pipeline, generate.run_batch
+
+    def observed_load(
+        source: str, device: torch.device, dtype: torch.dtype, decoder: str | None = None
+    ) -> DiffusionPipeline:
+        loads.append(source)
+        return real_load(source, device, dtype, decoder)
+
+    def observed_batch(*args: Any, **kwargs: Any) -> list[list[GeneratedImage]]:
+        batch_started.set()
+        return real_batch(*args, **kwargs)
+
+    # The real loader and batches run, observed.
+    monkeypatch.setattr("easel.engine.worker.load_pipeline", observed_load)
+    monkeypatch.setattr("easel.engine.scheduler.run_batch", observed_batch)
+    other = shutil.copytree(tiny_sd, tmp_path / "other-sd")
+    catalog = Catalog(
+        [ModelSpec(name="first", source=str(tiny_sd)), ModelSpec(name="second", source=str(other))]
+    )
+    # Room for one of the two pipelines at a time.
+    budget = ByteSize(estimate_bytes(tiny_sd, torch.float32) * 3 // 2)
+    engine = Engine(catalog, config=Settings(memory_budget=budget).scheduler_config())
+
+    def request(model: str) -> asyncio.Future[Generation]:
+        plan = catalog.get(model).plan(prompt="a cat", n=1, size=None, quality=None, style=None)
+        return asyncio.ensure_future(engine.generate(dataclasses.replace(plan, steps=5000), seed=1))
+
+    running = request("first")
+    await asyncio.to_thread(batch_started.wait, 60)
+    # Its pipeline's thread waits for the room the running batch holds.
+    waiting = request("second")
+    await asyncio.to_thread(until, lambda: engine.memory_budget.state().waiting == 1)
+    await asyncio.wait_for(engine.shutdown(), 30)
+    for cancelled in (running, waiting):
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(cancelled, 30)
+    assert loads == [engine.workers["first"].key.source]
+    # Nor was the running batch's pipeline released under it, which failed the batch.
+    assert [record.message for record in caplog.records if record.levelno >= logging.ERROR] == []
+
+
+def until(condition: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)

@@ -3,6 +3,7 @@ on one device, within one memory budget."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -145,9 +146,9 @@ class Engine:
 
     async def shutdown(self) -> None:
         """Cancel every queued and running request and stop the batchers, waiting until every
-        pipeline's thread is idle (`PipelineWorker.shutdown`)."""
-        for worker in self.pipelines.values():
-            await worker.shutdown()
+        pipeline's thread is idle (`PipelineWorker.shutdown`). All at once: a worker's thread
+        may be waiting for memory another's batch holds."""
+        await asyncio.gather(*(worker.shutdown() for worker in self.pipelines.values()))
 
 
 def edits_worker_name(names: list[str]) -> str:
