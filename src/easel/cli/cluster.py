@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from easel.catalog.catalog import Catalog, CatalogConfigError
+from easel.catalog.defaults import default_models
+from easel.catalog.machine import CPU_ONLY, Machine
 from easel.cli.options import (
     ConfigOption,
     DataDirOption,
@@ -66,6 +68,9 @@ MaxQueuedOption = Annotated[
 IngressReplicasOption = Annotated[int, typer.Option(help="Replicas of the HTTP ingress.")]
 IngressCpusOption = Annotated[float, typer.Option(help="CPUs per ingress replica.")]
 
+# The application's args for the machine the model replicas run on.
+ApplicationArgs = Callable[[Machine], ClusterArgs]
+
 
 def _application_args(
     data_dir: DataDirOption = None,
@@ -83,8 +88,9 @@ def _application_args(
     max_queued_requests: MaxQueuedOption = None,
     ingress_replicas: IngressReplicasOption = 1,
     ingress_cpus: IngressCpusOption = 0.5,
-) -> ClusterArgs:
-    """The application's args from the options `cluster serve` and `cluster config` share."""
+) -> ApplicationArgs:
+    """The application's args from the options `cluster serve` and `cluster config` share, for
+    the machine the model replicas run on, which the built-in models follow."""
     given = {
         "data_dir": data_dir,
         "storage": storage,
@@ -107,11 +113,18 @@ def _application_args(
     }
     overrides = {name: value for name, value in deployment.items() if value is not None}
     ingress = IngressOptions(replicas=ingress_replicas, cpus_per_replica=ingress_cpus)
-    return ClusterArgs.build(Catalog.build(config, model or ()), server, overrides, ingress)
+
+    def for_machine(machine: Machine) -> ClusterArgs:
+        catalog = Catalog.build(config, model or (), machine)
+        return ClusterArgs.build(catalog, server, overrides, ingress)
+
+    for_machine(CPU_ONLY)  # checked now, so that a bad catalog fails before Ray starts
+    return for_machine
 
 
 def with_application_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Give `command` the options of `_application_args` too; it receives their result as `args`.
+    """Give `command` the options of `_application_args` too; it receives their result as
+    `application`.
 
     Typer reads a command's options from its signature, so the wrapper shows both sets.
     """
@@ -120,16 +133,16 @@ def with_application_options(command: Callable[..., None]) -> Callable[..., None
     own = [
         p
         for name, p in inspect.signature(command, eval_str=True).parameters.items()
-        if name != "args"
+        if name != "application"
     ]
 
     @functools.wraps(command)
     def wrapper(**options: Any) -> None:
         try:
-            args = _application_args(**{name: options.pop(name) for name in shared})
+            application = _application_args(**{name: options.pop(name) for name in shared})
         except (CatalogConfigError, ValueError) as exc:
             raise _fail(command.__name__, exc) from exc
-        command(args=args, **options)
+        command(application=application, **options)
 
     # typeshed does not declare functions' `__signature__`, which inspect.signature reads first.
     wrapper.__signature__ = inspect.Signature([*own, *shared.values()])  # type: ignore[attr-defined]
@@ -144,7 +157,7 @@ def _fail(command: str, exc: Exception) -> typer.Exit:
 @cluster_app.command("serve")
 @with_application_options
 def serve(
-    args: ClusterArgs,
+    application: ApplicationArgs,
     address: Annotated[
         str | None,
         typer.Option(
@@ -180,6 +193,8 @@ def serve(
 ) -> None:
     """Deploy the API and one model deployment per catalog model to Ray Serve."""
     settings = settings_from_flags("cluster serve", host=host, port=port)
+    # The server options: the same on any machine.
+    args = application(CPU_ONLY)
     if (args.server.storage or "").startswith("s3://"):
         try:  # fail here with the reason, not later inside every ingress replica
             open_image_store(args.server.settings()).close()
@@ -195,7 +210,9 @@ def serve(
         _warn_about_local_state(args)
     configure_logging(log_level)
     try:
-        args = _deploy(args, address, settings.host, settings.port, check_resources, deploy_timeout)
+        args = _deploy(
+            application, address, settings.host, settings.port, check_resources, deploy_timeout
+        )
     except ImportError as exc:
         message = f"needs Ray Serve: pip install 'easel[cluster]' ({exc})"
         raise _fail("serve", ValueError(message)) from exc
@@ -224,14 +241,15 @@ def _warn_about_local_state(args: ClusterArgs) -> None:
 
 
 def _deploy(
-    args: ClusterArgs,
+    application: ApplicationArgs,
     address: str | None,
     host: str,
     port: int,
     check_resources: bool,
     timeout_s: float,
 ) -> ClusterArgs:
-    """Deploy and wait for the application to run; the args deployed, undeployed models included.
+    """Deploy and wait for the application to run, its built-in models chosen for the hardware
+    of the cluster's model replicas; the args deployed, undeployed models included.
 
     Raises ResourceShortage (nothing deployed) or RolloutFailed (the application removed again).
     """
@@ -241,10 +259,19 @@ def _deploy(
 
     from easel.cluster.app import build_app
     from easel.cluster.capacity import fit_to_cluster
+    from easel.cluster.replica_machine import cluster_replica_machine
     from easel.cluster.rollout import RolloutFailed, wait_until_running
 
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
     ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
+    # Not this machine's hardware: the replicas may run on other nodes, of another kind.
+    machine, why = cluster_replica_machine()
+    args = application(machine)
+    err.print(
+        f"Built-in models follow the model replicas' hardware ({why}): "
+        f"{default_models(machine).reason}.",
+        markup=False,
+    )
     if check_resources:
         args, left_out = fit_to_cluster(args)
         for model, shortage in left_out.items():
@@ -287,7 +314,7 @@ def _wait_for_interrupt() -> None:
 @cluster_app.command("config")
 @with_application_options
 def config(
-    args: ClusterArgs,
+    application: ApplicationArgs,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
     ] = None,
@@ -296,6 +323,8 @@ def config(
 ) -> None:
     """Write the Ray Serve config file (`serve deploy`, KubeRay) equivalent to `cluster serve`."""
     settings = settings_from_flags("cluster config", host=host, port=port)
+    # No cluster to look at: the built-in models are those for CPU-only replicas.
+    args = application(CPU_ONLY)
     text = render(serve_config(args, settings.host, settings.port))
     if output is None:
         typer.echo(text, nl=False)

@@ -3,6 +3,7 @@ on one device, within one memory budget."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -144,10 +145,10 @@ class Engine:
         }
 
     async def shutdown(self) -> None:
-        """Cancel every queued request and stop the batchers; a running batch finishes on its own
-        thread, its results unused."""
-        for worker in self.pipelines.values():
-            await worker.shutdown()
+        """Cancel every queued and running request and stop the batchers, waiting until every
+        pipeline's thread is idle (`PipelineWorker.shutdown`). All at once: a worker's thread
+        may be waiting for memory another's batch holds."""
+        await asyncio.gather(*(worker.shutdown() for worker in self.pipelines.values()))
 
 
 def edits_worker_name(names: list[str]) -> str:

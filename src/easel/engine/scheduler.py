@@ -176,8 +176,9 @@ class BatchScheduler:
             )
             note_failure_timing(exceeded, _timing_until_now(job))
             raise exceeded from None
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancelled:
             self._cancel(job, "its client went away")
+            note_failure_timing(cancelled, _timing_until_now(job))
             raise
         except Exception as exc:
             note_failure_timing(exc, _timing_until_now(job))
@@ -409,10 +410,18 @@ class BatchScheduler:
                 job.first_started = started
                 job.timing.queued_seconds = started - job.enqueued_at
         calls = PipelineCalls()
+        running = loop.run_in_executor(self._executor, self._attempt, pipe, key, parts, calls)
         try:
-            outcome = await loop.run_in_executor(
-                self._executor, self._attempt, pipe, key, parts, calls
-            )
+            outcome = await asyncio.shield(running)
+        except asyncio.CancelledError:
+            # The batcher is shutting down: its requests are cancelled, and the batch, with no one
+            # left to deliver to, stops at its next step. Until it has, the pipeline is in use:
+            # the memory budget must not release it under the batch.
+            for job in jobs:
+                job.cancelled = True
+                job.future.cancel()
+            await asyncio.wait([running])
+            raise
         finally:
             self._running_images = 0
             for job in jobs:

@@ -52,7 +52,8 @@ _FAILURE_TIMING = "easel_generation_timing"
 
 
 def note_failure_timing(error: BaseException, timing: GenerationTiming) -> None:
-    """Record on the error a request fails with where its time went until then."""
+    """Record on the error a request fails with (or on the cancellation of one whose client left)
+    where its time went until then."""
     setattr(error, _FAILURE_TIMING, timing)
 
 

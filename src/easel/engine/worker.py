@@ -3,6 +3,7 @@ catalog name on it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +80,7 @@ class PipelineWorker:
         self.loads_at_start = loads_at_start
         self.state = ModelState.LOADING if loads_at_start else ModelState.UNLOADED
         self.load_seconds: float | None = None
+        self._shutting_down = False
 
     def start_loading(self) -> None:
         """Load the pipeline now if it fits in the budget's free room; else on its first use."""
@@ -127,8 +129,14 @@ class PipelineWorker:
             log.info("released models %s from %s", ", ".join(self.names), self.device)
 
     async def shutdown(self) -> None:
+        """Stop the batcher, then wait until the pipeline's thread is idle: nothing of this worker
+        runs after. A load in progress must end first, since diffusers patches torch.nn for every
+        thread while it builds a model (see `loader.LOAD_LOCK`); a running batch stops at its next
+        step, its requests cancelled; a load still waiting for room in the memory budget never
+        starts."""
+        self._shutting_down = True
         await self.scheduler.shutdown()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
 
     def _load_if_it_fits(self) -> None:
         load_bytes = self._estimate()
@@ -183,6 +191,8 @@ class PipelineWorker:
     def _load(self) -> None:
         """Load the pipeline, with room for it already acquired; on failure, note why."""
         assert self._load_bytes is not None  # estimated before the room was acquired
+        if self._shutting_down:  # the room came after the shutdown: nothing is left to use it
+            return
         self.state = ModelState.LOADING
         self.offloaded = self.device.type != "cpu" and not self.budget.fits(self._load_bytes)
         started = time.monotonic()

@@ -89,7 +89,7 @@ async def generate(
     plan = job.plan
     try:
         generation = await services.engine.generate(plan, seed=job.seed, previews=previews)
-    except Exception as exc:
+    except (Exception, asyncio.CancelledError) as exc:  # a failure, or a client that left
         meter.timing = failure_timing(exc)
         raise
     meter.timing = generation.timing
