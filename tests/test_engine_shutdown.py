@@ -150,3 +150,31 @@ def until(condition: Callable[[], bool], seconds: float = 30) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the condition never held"
         time.sleep(0.01)
+
+
+@pytest.mark.anyio
+async def test_shutdown_waits_for_a_load_only_so_long(
+    tiny_sd: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Fault injection: a load that takes far longer than the wait (real large weights would).
+    loading, release = threading.Event(), threading.Event()
+
+    def endless(*args: Any, **kwargs: Any) -> DiffusionPipeline:
+        loading.set()
+        release.wait(60)
+        raise loader.ModelLoadError("released by the test")
+
+    monkeypatch.setattr("easel.engine.worker.load_pipeline", endless)
+    monkeypatch.setattr("easel.engine.worker.SHUTDOWN_WAIT_SECONDS", 0.5)
+    catalog = Catalog([ModelSpec(name="slow-load", source=str(tiny_sd))])
+    engine = Engine(catalog, config=Settings().scheduler_config())
+    engine.start()
+    try:
+        await asyncio.to_thread(loading.wait, 60)
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="easel.engine.worker"):
+            await asyncio.wait_for(engine.shutdown(), 30)
+        assert time.monotonic() - started < 10
+        assert "slow-load: still busy (a load)" in caplog.text
+    finally:
+        release.set()

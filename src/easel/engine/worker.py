@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 # After a failed load, a new request tries again only after this many seconds, so a model with
 # missing weights answers 503 at once instead of re-attempting a slow download on every request.
 RELOAD_BACKOFF_SECONDS = 30.0
+# A load cannot be interrupted: a shutdown waits this long for one in progress, then returns and
+# leaves it to end on its own (the process is normally exiting), so Ctrl-C during a minute-long
+# load of large weights is not a minute's wait.
+SHUTDOWN_WAIT_SECONDS = 10.0
 
 
 class PipelineWorker:
@@ -133,10 +137,18 @@ class PipelineWorker:
         runs after. A load in progress must end first, since diffusers patches torch.nn for every
         thread while it builds a model (see `loader.LOAD_LOCK`); a running batch stops at its next
         step, its requests cancelled; a load still waiting for room in the memory budget never
-        starts."""
+        starts. Waits `SHUTDOWN_WAIT_SECONDS` at most."""
         self._shutting_down = True
         await self.scheduler.shutdown()
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        idle = asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        try:
+            await asyncio.wait_for(idle, SHUTDOWN_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning(
+                "models %s: still busy (a load) %.0f s into the shutdown; not waiting for it",
+                ", ".join(self.names),
+                SHUTDOWN_WAIT_SECONDS,
+            )
 
     def _load_if_it_fits(self) -> None:
         load_bytes = self._estimate()
