@@ -191,7 +191,8 @@ def serve(
     ] = True,
     log_level: LogLevelOption = "info",
 ) -> None:
-    """Deploy the API and one model deployment per catalog model to Ray Serve."""
+    """Deploy the API, and one model deployment per pipeline the catalog's models share, to Ray
+    Serve."""
     settings = settings_from_flags("cluster serve", host=host, port=port)
     # The server options: the same on any machine.
     args = application(CPU_ONLY)
@@ -257,8 +258,8 @@ def _deploy(
     import ray
     from ray import serve as ray_serve
 
-    from easel.cluster.app import build_app
-    from easel.cluster.capacity import fit_to_cluster
+    from easel.cluster.app import build_app, cluster_has_gpus
+    from easel.cluster.capacity import fit_to_cluster, live_nodes
     from easel.cluster.replica_machine import cluster_replica_machine
     from easel.cluster.rollout import RolloutFailed, wait_until_running
 
@@ -273,13 +274,13 @@ def _deploy(
         markup=False,
     )
     if check_resources:
-        args, left_out = fit_to_cluster(args)
-        for model, shortage in left_out.items():
+        args, left_out = fit_to_cluster(args, live_nodes(), cluster_has_gpus())
+        for models, shortage in left_out.items():
             err.print(
-                f"[yellow]{escape(model)} is not deployed: it keeps its built-in weights and "
-                f"the cluster has no room for it ({escape(shortage)}). Its requests get 503 "
-                "model_unavailable; to serve it, configure its weights and a deployment that "
-                "fits.[/yellow]"
+                f"[yellow]Not deployed: {escape(', '.join(models))}. They keep their built-in "
+                f"weights and the cluster has no room for their deployment ({escape(shortage)}). "
+                "Their requests get 503 model_unavailable; to serve them, configure their "
+                "weights and a deployment that fits.[/yellow]"
             )
     ray_serve.start(http_options={"host": host, "port": port})
     target = ray_serve.RunTarget(
