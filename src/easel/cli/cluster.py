@@ -212,7 +212,13 @@ def serve(
     configure_logging(log_level)
     try:
         args = _deploy(
-            application, address, settings.host, settings.port, check_resources, deploy_timeout
+            application,
+            address,
+            settings.host,
+            settings.port,
+            check_resources,
+            deploy_timeout,
+            log_level,
         )
     except ImportError as exc:
         message = f"needs Ray Serve: pip install 'easel[cluster]' ({exc})"
@@ -248,9 +254,11 @@ def _deploy(
     port: int,
     check_resources: bool,
     timeout_s: float,
+    log_level: str,
 ) -> ClusterArgs:
     """Deploy and wait for the application to run, its built-in models chosen for the hardware
-    of the cluster's model replicas; the args deployed, undeployed models included.
+    of the cluster's model replicas, its replicas logging at `log_level`; the args deployed,
+    undeployed models included.
 
     Raises ResourceShortage (nothing deployed) or RolloutFailed (the application removed again).
     """
@@ -284,7 +292,10 @@ def _deploy(
             )
     ray_serve.start(http_options={"host": host, "port": port})
     target = ray_serve.RunTarget(
-        build_app(args.model_dump(mode="json")), name=APP_NAME, route_prefix="/"
+        build_app(args.model_dump(mode="json")),
+        name=APP_NAME,
+        route_prefix="/",
+        logging_config={"log_level": log_level.upper()},
     )
     ray_serve.run_many(
         [target], wait_for_ingress_deployment_creation=False, wait_for_applications_running=False
