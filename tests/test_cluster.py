@@ -248,8 +248,16 @@ def test_names_that_share_a_pipeline_share_a_deployment_and_its_batches(
         assert all(r.startswith(cluster.shared + "#") for r in replicas), replicas
         time.sleep(1)  # the replicas' log files are written asynchronously
         if len(_replica_log_lines(cluster, *shared_calls)) > before:
-            return
-    raise AssertionError("no pipeline call served both names")
+            break
+    else:
+        raise AssertionError("no pipeline call served both names")
+    # Each name still has its own state, which the ingress reads from its deployment.
+    states = httpx.get(cluster.base_url + "/readyz", timeout=30).json()["models"]
+    assert (states["dall-e-2"], states["gpt-image-1"], states["broken"]) == (
+        "ready",
+        "ready",
+        "failed",
+    )
 
 
 def test_api_errors_come_back_in_openais_envelope(cluster: Cluster) -> None:

@@ -52,8 +52,10 @@ GpusOption = Annotated[
     ),
 ]
 CpusOption = Annotated[float | None, typer.Option(help="CPUs per model replica, every model.")]
-MinReplicasOption = Annotated[int | None, typer.Option(help="Fewest replicas per model.")]
-MaxReplicasOption = Annotated[int | None, typer.Option(help="Most replicas per model.")]
+MinReplicasOption = Annotated[
+    int | None, typer.Option(help="Fewest replicas per model deployment.")
+]
+MaxReplicasOption = Annotated[int | None, typer.Option(help="Most replicas per model deployment.")]
 TargetOption = Annotated[
     float | None,
     typer.Option(help="Autoscaling target: ongoing requests per replica before Ray adds one."),
