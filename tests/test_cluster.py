@@ -32,7 +32,8 @@ from easel.background import cancel_and_wait
 from easel.catalog import GenerationPlan
 from easel.cluster.config_file import APP_NAME
 from easel.cluster.engine_proxy import DeploymentEngine
-from easel.cluster.model import deployment_name
+from easel.cluster.groups import deployment_name
+from easel.engine.loader import PipelineKey
 from easel.engine.types import PreviewRequest
 from tests.images import decode_b64, fetch, images_of
 from tests.s3 import BUCKET, S3Server
@@ -48,6 +49,7 @@ class Cluster:
     base_url: str
     api_key: str
     serve_logs: Path  # the Ray session's Serve logs: one file per replica
+    shared: str  # the deployment serving dall-e-2 and gpt-image-1, which share a pipeline
 
     def client(self) -> openai.OpenAI:
         return openai.OpenAI(
@@ -56,19 +58,21 @@ class Cluster:
 
 
 def _catalog(tiny_sd: Path, tiny_sdxl: Path) -> dict[str, Any]:
+    # dall-e-2 and gpt-image-1 share tiny_sd, so one deployment of two replicas.
+    shared_deployment = {
+        "gpus_per_replica": 0,
+        "cpus_per_replica": 0.5,
+        "min_replicas": 2,
+        "max_replicas": 2,
+        "max_ongoing_requests": 4,
+    }
     return {
         "models": {
-            # Two replicas; a few steps so requests last long enough to be caught mid-run.
+            # A few steps, so requests last long enough to be caught mid-run.
             "dall-e-2": {
                 "source": str(tiny_sd),
                 "qualities": {"standard": {"steps": 6, "guidance_scale": 0.0}},
-                "deployment": {
-                    "gpus_per_replica": 0,
-                    "cpus_per_replica": 0.5,
-                    "min_replicas": 2,
-                    "max_replicas": 2,
-                    "max_ongoing_requests": 4,
-                },
+                "deployment": shared_deployment,
             },
             # One replica taking one request at a time with room for one more waiting: full fast.
             "dall-e-3": {
@@ -81,15 +85,15 @@ def _catalog(tiny_sd: Path, tiny_sdxl: Path) -> dict[str, Any]:
             },
             "broken": {"source": "/nonexistent/pipeline", "deployment": {"cpus_per_replica": 0}},
             # Streams (GPT names only): "high" has room for 2 partial images; "low" runs long
-            # enough to be left mid-run.
+            # enough to be left mid-run; "medium" batches with dall-e-2's "standard".
             "gpt-image-1": {
                 "source": str(tiny_sd),
                 "qualities": {
                     "low": {"steps": SLOW_STEPS, "guidance_scale": 0.0},
-                    "medium": {"steps": 3, "guidance_scale": 0.0},
+                    "medium": {"steps": 6, "guidance_scale": 0.0},
                     "high": {"steps": 8, "guidance_scale": 0.0},
                 },
-                "deployment": {"cpus_per_replica": 0.25},
+                "deployment": shared_deployment,
             },
         }
     }
@@ -139,13 +143,17 @@ def cluster(
                     f"s3://{BUCKET}/cluster",
                     "--ingress-cpus",
                     "0.25",
+                    # The replicas log each batch they run, with the names it served.
+                    "--log-level",
+                    "debug",
                 ],
                 capture_output=True,
                 text=True,
                 timeout=400,
             )
             assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-            yield Cluster(f"http://127.0.0.1:{port}", api_key, serve_logs)
+            shared = deployment_name(PipelineKey.of(str(tiny_sd)))
+            yield Cluster(f"http://127.0.0.1:{port}", api_key, serve_logs, shared)
         finally:
             serve.shutdown()
             ray.shutdown()
@@ -161,7 +169,7 @@ def _small_image(client: openai.OpenAI, prompt: str) -> Any:
 
 
 def _replica(response: Any) -> str:
-    """`model:dall-e-2#abc123 pid=... node=...` -> the replica's deployment#id."""
+    """`model:tiny_sd-1a2b3c#abc123 pid=... node=...` -> the replica's deployment#id."""
     return str(response.headers[REPLICA_HEADER]).split()[0]
 
 
@@ -203,7 +211,53 @@ def test_requests_are_served_by_both_replicas(cluster: Cluster) -> None:
     with ThreadPoolExecutor(8) as pool:
         replicas = set(pool.map(one, range(16)))
     assert len(replicas) == 2, replicas
-    assert all(r.startswith("model:dall-e-2#") for r in replicas)
+    assert all(r.startswith(cluster.shared + "#") for r in replicas)
+
+
+def test_names_that_share_a_pipeline_share_a_deployment_and_its_batches(
+    cluster: Cluster, tiny_sdxl: Path
+) -> None:
+    overview = serve.status().applications[APP_NAME]
+    # dall-e-2 and gpt-image-1 in one deployment; dall-e-3 and broken, on other sources, apart.
+    assert set(overview.deployments) == {
+        "ingress",
+        cluster.shared,
+        deployment_name(PipelineKey.of(str(tiny_sdxl))),
+        deployment_name(PipelineKey.of("/nonexistent/pipeline")),
+    }
+    client = cluster.client()
+
+    def one(i: int) -> str:
+        # Requests of both names with the same size, steps and guidance: they may share a call.
+        if i % 2:
+            raw = client.images.with_raw_response.generate(
+                model="dall-e-2", prompt=f"shared {i}", response_format="b64_json"
+            )
+        else:
+            raw = client.images.with_raw_response.generate(
+                model="gpt-image-1", prompt=f"shared {i}", size="1024x1024", quality="medium"
+            )
+        assert len(images_of(raw.parse())) == 1
+        return _replica(raw)
+
+    shared_calls = ("ran a batch of", "dall-e-2", "gpt-image-1")
+    before = len(_replica_log_lines(cluster, *shared_calls))
+    for _ in range(3):  # which replica each request meets is Ray's choice: a few tries
+        with ThreadPoolExecutor(8) as pool:
+            replicas = set(pool.map(one, range(8)))
+        assert all(r.startswith(cluster.shared + "#") for r in replicas), replicas
+        time.sleep(1)  # the replicas' log files are written asynchronously
+        if len(_replica_log_lines(cluster, *shared_calls)) > before:
+            break
+    else:
+        raise AssertionError("no pipeline call served both names")
+    # Each name still has its own state, which the ingress reads from its deployment.
+    states = httpx.get(cluster.base_url + "/readyz", timeout=30).json()["models"]
+    assert (states["dall-e-2"], states["gpt-image-1"], states["broken"]) == (
+        "ready",
+        "ready",
+        "failed",
+    )
 
 
 def test_api_errors_come_back_in_openais_envelope(cluster: Cluster) -> None:
@@ -268,7 +322,7 @@ def test_streamed_partial_images_cross_from_the_replica(cluster: Cluster) -> Non
     # replica names the request (Ray's id, which Easel adopts) in its own log instead.
     request_id = raw.headers["x-request-id"]
     call = _replica_log_line(cluster, request_id, "generate_with_previews")
-    assert "model:gpt-image-1" in call
+    assert cluster.shared in call
 
     events = list(
         client.images.generate(model="gpt-image-1", prompt="a cat", stream=True, quality="medium")
@@ -309,7 +363,7 @@ def test_cancelling_the_ingress_task_cancels_the_replicas_stream(cluster: Cluste
     stopped_before = len(_replica_log_lines(cluster, "gpt-image-1: stopped a batch"))
 
     async def cancel_after_the_first_partial_image() -> None:
-        handle = serve.get_deployment_handle(deployment_name("gpt-image-1"), APP_NAME)
+        handle = serve.get_deployment_handle(cluster.shared, APP_NAME)
         engine = DeploymentEngine({"gpt-image-1": handle}, {})
         first = asyncio.Event()
         previews = PreviewRequest(3, lambda index, pixels: first.set())
@@ -372,8 +426,9 @@ def test_deployments_the_cluster_cannot_hold_are_refused_with_the_numbers(
     elapsed = time.monotonic() - started
     assert refused.returncode == 2, refused.stdout + refused.stderr
     message = " ".join(refused.stderr.split())
-    assert "CPU: 4.5 asked (ingress 1 x 0.5 + model:dall-e-2 1 x 4), the cluster has 2" in message
-    assert "model:dall-e-2: no node can hold one replica (4 CPU)" in message
+    deployment = deployment_name(PipelineKey.of(str(tiny_sd)))
+    assert f"CPU: 4.5 asked (ingress 1 x 0.5 + {deployment} 1 x 4), the cluster has 2" in message
+    assert f"{deployment}: no node can hold one replica (4 CPU)" in message
     assert "Traceback" not in refused.stderr
     assert elapsed < 60, f"refused only after {elapsed:.0f} s"
     # Refused before deploying: the running application is untouched.

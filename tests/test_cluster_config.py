@@ -30,7 +30,8 @@ def test_config_file_deploys_the_catalog_with_per_model_scaling(tmp_path: Path) 
             {
                 "models": {
                     "dall-e-3": {
-                        "deployment": {"gpus_per_replica": 1, "min_replicas": 2, "max_replicas": 6}
+                        "source": "/models/sd3",
+                        "deployment": {"gpus_per_replica": 1, "min_replicas": 2, "max_replicas": 6},
                     },
                     "flux": {"source": "/models/flux", "deployment": {"gpus_per_replica": 2}},
                 }
@@ -74,7 +75,8 @@ def test_config_file_deploys_the_catalog_with_per_model_scaling(tmp_path: Path) 
     assert args["models"]["dall-e-2"]["source"] == "/models/turbo"
     assert args["models"]["dall-e-2"]["max_n"] == 10  # the whole catalog entry travels
 
-    # What Ray builds from the file: an ingress and one deployment per model, sized as configured.
+    # What Ray builds from the file: an ingress and one deployment per pipeline, sized as
+    # configured, serving the names that share it.
     app = build_app(args)
     ingress = app._bound_deployment
     assert ingress.name == "ingress"
@@ -83,7 +85,9 @@ def test_config_file_deploys_the_catalog_with_per_model_scaling(tmp_path: Path) 
     models = cast(tuple[Any, ...], ingress.init_args)[1]
     assert set(models) == {*DEFAULT_MODELS, "flux"}
     dalle3 = models["dall-e-3"]._bound_deployment
-    assert dalle3.name == "model:dall-e-3"
+    assert dalle3.name.startswith("model:sd3-")
+    assert dalle3.init_args[0].names == ("dall-e-3",)
+    assert models["gpt-image-1"] is models["gpt-image-2"]  # both still on the built-in weights
     assert dalle3.ray_actor_options["num_gpus"] == 1
     scaling = dalle3._deployment_config.autoscaling_config
     assert (scaling.min_replicas, scaling.max_replicas) == (2, 6)
@@ -120,6 +124,17 @@ def test_bad_cluster_options_are_refused(tmp_path: Path, flags: list[str], messa
     result = cluster_cli("config", "--data-dir", str(tmp_path), *flags)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_names_of_one_pipeline_must_ask_for_the_same_deployment(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog.yaml"
+    only_one = {"gpt-image-1": {"deployment": {"max_replicas": 4}}}
+    catalog.write_text(yaml.safe_dump({"models": only_one}))
+    result = cluster_cli("config", "--data-dir", str(tmp_path), "--config", str(catalog))
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert "share the pipeline stabilityai/sd-turbo, so one Ray deployment" in message
+    assert "max_replicas (dall-e-2: 1, dall-e-3: 1, gpt-image-1: 4," in message
 
 
 def test_detach_needs_a_cluster_address(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""Fitting `easel cluster serve`'s deployments to the cluster, without starting Ray: the resource
-check, the models left undeployed and their 503s, and how a stalled rollout is reported."""
+"""Fitting `easel cluster serve`'s deployments to the cluster, without starting Ray: one deployment
+per shared pipeline, the resource check, the models left undeployed and their 503s, and how a
+stalled rollout is reported."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+import yaml
 from ray.serve._private.common import DeploymentStatus, DeploymentStatusTrigger
 from ray.serve.schema import (
     ApplicationStatus,
@@ -15,13 +17,16 @@ from ray.serve.schema import (
 )
 
 from easel.catalog import Catalog, GenerationPlan
+from easel.catalog.catalog import CatalogConfigError
 from easel.catalog.defaults import DEFAULT_MODELS
-from easel.cluster.app import build_app, ingress_demand, model_demands
+from easel.cluster.app import build_app, deployed_groups, ingress_demand, model_demands
 from easel.cluster.args import ClusterArgs, IngressOptions, ServerOptions
-from easel.cluster.capacity import NO_ROOM
+from easel.cluster.capacity import NO_ROOM, fit_to_cluster
 from easel.cluster.engine_proxy import DeploymentEngine
+from easel.cluster.groups import deployment_name
 from easel.cluster.resources import DeploymentDemand, ResourceShortage, fit
 from easel.cluster.rollout import describe
+from easel.engine.loader import PipelineKey
 from easel.engine.types import ModelState
 from easel.errors import ServiceUnavailableError
 
@@ -91,6 +96,57 @@ def _args(tmp_path: Path, *overrides: str) -> ClusterArgs:
     )
 
 
+BUILTIN_DEPLOYMENT = deployment_name(PipelineKey.of("stabilityai/sd-turbo", "madebyollin/taesd"))
+
+
+def test_names_that_share_a_pipeline_share_one_deployment(tmp_path: Path) -> None:
+    args = _args(tmp_path, "dall-e-2=/models/turbo", "flux=/models/flux", "dall-e-3=/models/flux")
+    groups = {group.name: group.names for group in deployed_groups(args)}
+    untouched = tuple(m for m in DEFAULT_MODELS if m not in ("dall-e-2", "dall-e-3"))
+    assert groups == {
+        deployment_name(PipelineKey.of("/models/turbo")): ("dall-e-2",),
+        BUILTIN_DEPLOYMENT: untouched,
+        deployment_name(PipelineKey.of("/models/flux")): ("dall-e-3", "flux"),
+    }
+    # Readable and stable: the source's name and a hash of where it is, never Ray's '#'.
+    assert BUILTIN_DEPLOYMENT.startswith("model:sd-turbo-")
+    assert deployment_name(PipelineKey.of("/models/flux")).startswith("model:flux-")
+    assert deployment_name(PipelineKey.of("/a/flux")) != deployment_name(PipelineKey.of("/b/flux"))
+    assert deployment_name(PipelineKey.of("/a/x#1")).startswith("model:x_1-")
+
+
+def test_names_of_one_pipeline_with_different_deployments_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "catalog.yaml"
+    two_replicas = {"min_replicas": 2, "max_replicas": 2}
+    models = {
+        "dall-e-2": {"source": "/models/turbo", "deployment": two_replicas},
+        "gpt-image-1": {"source": "/models/turbo"},
+    }
+    config.write_text(yaml.safe_dump({"models": models}))
+    with pytest.raises(CatalogConfigError) as refused:
+        ClusterArgs.build(
+            Catalog.build(config), ServerOptions(data_dir=tmp_path), {}, IngressOptions()
+        )
+    assert str(refused.value) == (
+        "models dall-e-2, gpt-image-1 share the pipeline /models/turbo, so one Ray deployment, "
+        "but their `deployment` blocks differ: min_replicas (dall-e-2: 2, gpt-image-1: 1); "
+        "max_replicas (dall-e-2: 2, gpt-image-1: 1). Give them the same block, or set it for "
+        "every model with --min-replicas, --max-replicas."
+    )
+
+
+def test_the_capacity_check_counts_each_deployment_once(tmp_path: Path) -> None:
+    # Seven built-in names on one pipeline: one replica of 0.5 CPU, not seven.
+    args = _args(tmp_path)
+    assert fit_to_cluster(args, [{"CPU": 1.0}], has_gpus=False) == (args, {})
+    fitted, left_out = fit_to_cluster(args, [{"CPU": 0.75}], has_gpus=False)
+    assert left_out == {
+        tuple(DEFAULT_MODELS): f"CPU: 1 asked (ingress 2 x 0.25 + {BUILTIN_DEPLOYMENT} 1 x 0.5), "
+        "the cluster has 0.75"
+    }
+    assert fitted.undeployed == dict.fromkeys(DEFAULT_MODELS, NO_ROOM)
+
+
 def test_demands_follow_the_catalog_and_only_untouched_builtins_are_optional(
     tmp_path: Path,
 ) -> None:
@@ -100,16 +156,21 @@ def test_demands_follow_the_catalog_and_only_untouched_builtins_are_optional(
     assert ingress_demand(args) == DeploymentDemand("ingress", 2, {"CPU": 0.25})
     demands = model_demands(args, has_gpus=True)
     # A model without a GPU count gets one GPU when the cluster has GPUs.
-    assert demands["flux"] == DeploymentDemand("model:flux", 1, {"CPU": 0.5, "GPU": 1.0})
+    flux = deployment_name(PipelineKey.of("/models/flux"))
+    assert demands[flux] == DeploymentDemand(flux, 1, {"CPU": 0.5, "GPU": 1.0})
 
 
 def test_an_undeployed_model_gets_no_deployment(tmp_path: Path) -> None:
     args = _args(tmp_path).model_copy(update={"undeployed": {"dall-e-3": NO_ROOM}})
     app = build_app(args.model_dump(mode="json"))
     models = app._bound_deployment.init_args[-1]  # (args, models)
-    deployed = set(DEFAULT_MODELS) - {"dall-e-3"}
-    assert set(models) == deployed
-    assert model_demands(args, has_gpus=False).keys() == deployed
+    deployed = tuple(m for m in DEFAULT_MODELS if m != "dall-e-3")
+    assert tuple(models) == deployed
+    # Every name is routed to the one deployment of their shared pipeline, which serves them all.
+    (group,) = {id(application): application for application in models.values()}.values()
+    assert group._bound_deployment.name == BUILTIN_DEPLOYMENT
+    assert group._bound_deployment.init_args[0].names == deployed
+    assert model_demands(args, has_gpus=False).keys() == {BUILTIN_DEPLOYMENT}
 
 
 def test_an_undeployed_model_answers_503_model_unavailable() -> None:

@@ -52,8 +52,10 @@ GpusOption = Annotated[
     ),
 ]
 CpusOption = Annotated[float | None, typer.Option(help="CPUs per model replica, every model.")]
-MinReplicasOption = Annotated[int | None, typer.Option(help="Fewest replicas per model.")]
-MaxReplicasOption = Annotated[int | None, typer.Option(help="Most replicas per model.")]
+MinReplicasOption = Annotated[
+    int | None, typer.Option(help="Fewest replicas per model deployment.")
+]
+MaxReplicasOption = Annotated[int | None, typer.Option(help="Most replicas per model deployment.")]
 TargetOption = Annotated[
     float | None,
     typer.Option(help="Autoscaling target: ongoing requests per replica before Ray adds one."),
@@ -191,7 +193,8 @@ def serve(
     ] = True,
     log_level: LogLevelOption = "info",
 ) -> None:
-    """Deploy the API and one model deployment per catalog model to Ray Serve."""
+    """Deploy the API, and one model deployment per pipeline the catalog's models share, to Ray
+    Serve."""
     settings = settings_from_flags("cluster serve", host=host, port=port)
     # The server options: the same on any machine.
     args = application(CPU_ONLY)
@@ -211,7 +214,13 @@ def serve(
     configure_logging(log_level)
     try:
         args = _deploy(
-            application, address, settings.host, settings.port, check_resources, deploy_timeout
+            application,
+            address,
+            settings.host,
+            settings.port,
+            check_resources,
+            deploy_timeout,
+            log_level,
         )
     except ImportError as exc:
         message = f"needs Ray Serve: pip install 'easel[cluster]' ({exc})"
@@ -247,9 +256,11 @@ def _deploy(
     port: int,
     check_resources: bool,
     timeout_s: float,
+    log_level: str,
 ) -> ClusterArgs:
     """Deploy and wait for the application to run, its built-in models chosen for the hardware
-    of the cluster's model replicas; the args deployed, undeployed models included.
+    of the cluster's model replicas, its replicas logging at `log_level`; the args deployed,
+    undeployed models included.
 
     Raises ResourceShortage (nothing deployed) or RolloutFailed (the application removed again).
     """
@@ -257,8 +268,8 @@ def _deploy(
     import ray
     from ray import serve as ray_serve
 
-    from easel.cluster.app import build_app
-    from easel.cluster.capacity import fit_to_cluster
+    from easel.cluster.app import build_app, cluster_has_gpus
+    from easel.cluster.capacity import fit_to_cluster, live_nodes
     from easel.cluster.replica_machine import cluster_replica_machine
     from easel.cluster.rollout import RolloutFailed, wait_until_running
 
@@ -273,17 +284,20 @@ def _deploy(
         markup=False,
     )
     if check_resources:
-        args, left_out = fit_to_cluster(args)
-        for model, shortage in left_out.items():
+        args, left_out = fit_to_cluster(args, live_nodes(), cluster_has_gpus())
+        for models, shortage in left_out.items():
             err.print(
-                f"[yellow]{escape(model)} is not deployed: it keeps its built-in weights and "
-                f"the cluster has no room for it ({escape(shortage)}). Its requests get 503 "
-                "model_unavailable; to serve it, configure its weights and a deployment that "
-                "fits.[/yellow]"
+                f"[yellow]Not deployed: {escape(', '.join(models))}. They keep their built-in "
+                f"weights and the cluster has no room for their deployment ({escape(shortage)}). "
+                "Their requests get 503 model_unavailable; to serve them, configure their "
+                "weights and a deployment that fits.[/yellow]"
             )
     ray_serve.start(http_options={"host": host, "port": port})
     target = ray_serve.RunTarget(
-        build_app(args.model_dump(mode="json")), name=APP_NAME, route_prefix="/"
+        build_app(args.model_dump(mode="json")),
+        name=APP_NAME,
+        route_prefix="/",
+        logging_config={"log_level": log_level.upper()},
     )
     ray_serve.run_many(
         [target], wait_for_ingress_deployment_creation=False, wait_for_applications_running=False

@@ -10,6 +10,7 @@ from ray import serve
 from ray.serve import Application
 
 from easel.cluster.args import ClusterArgs
+from easel.cluster.groups import ModelGroup, model_groups
 from easel.cluster.ingress import EaselIngress
 from easel.cluster.model import model_demand, model_deployment
 from easel.cluster.resources import DeploymentDemand
@@ -31,30 +32,32 @@ def ingress_demand(cluster: ClusterArgs) -> DeploymentDemand:
     )
 
 
+def deployed_groups(cluster: ClusterArgs) -> list[ModelGroup]:
+    """The deployed catalog names (the catalog less `undeployed`) by the deployment serving them."""
+    return model_groups(spec for spec in cluster.catalog() if spec.name not in cluster.undeployed)
+
+
 def model_demands(cluster: ClusterArgs, has_gpus: bool) -> dict[str, DeploymentDemand]:
-    """Per deployed model (the catalog less `undeployed`), what its deployment asks."""
-    return {
-        spec.name: model_demand(spec, has_gpus)
-        for spec in cluster.catalog()
-        if spec.name not in cluster.undeployed
-    }
+    """Per model deployment (by name), what it asks of the cluster."""
+    return {group.name: model_demand(group, has_gpus) for group in deployed_groups(cluster)}
 
 
 def build_app(args: dict[str, Any]) -> Application:
-    """One model deployment per deployed catalog model, and the ingress that routes to them.
+    """One model deployment per group of deployed catalog names that share a pipeline, and the
+    ingress that routes each name to its group's.
 
     Ray calls this with the config file's `args` (`serve deploy`); `easel cluster serve` calls it
     with the args it built from its flags.
     """
     cluster = ClusterArgs.model_validate(args)
     has_gpus = cluster_has_gpus()
-    demands = model_demands(cluster, has_gpus)
-    models = {
-        spec.name: model_deployment(spec, demands[spec.name]).bind(spec)
-        for spec in cluster.catalog()
-        if spec.name in demands
-    }
-    log.info("Easel application: models %s, GPUs in the cluster: %s", ", ".join(models), has_gpus)
+    models: dict[str, Application] = {}
+    for group in deployed_groups(cluster):
+        # One application object per group: Ray deploys it once, however many names it serves.
+        application = model_deployment(group, model_demand(group, has_gpus)).bind(group)
+        models.update(dict.fromkeys(group.names, application))
+        log.info("Easel model deployment %s: %s", group.name, ", ".join(group.names))
+    log.info("GPUs in the cluster: %s", has_gpus)
     ingress = ingress_demand(cluster)
     deployment = serve.deployment(
         name=ingress.name,

@@ -74,7 +74,10 @@ class ClusterArgs(BaseModel):
             models[spec.name] = entry
         # Validate now, so a bad flag fails before anything is deployed.
         args = cls(models=models, server=server, ingress=ingress)
-        args.catalog()
+        # Imported here: the grouping rule is the engine's, and the CLI starts without torch.
+        from easel.cluster.groups import model_groups
+
+        model_groups(args.catalog())
         server.settings()
         return args
 

@@ -1,6 +1,6 @@
-"""The ingress's engine: forwards each plan to its model's deployment (streaming back the partial
-images a request asks for) and turns what can go wrong across the Ray boundary into Easel errors,
-so clients get OpenAI's envelope as on one machine."""
+"""The ingress's engine: forwards each plan to the deployment serving its model (streaming back
+the partial images a request asks for) and turns what can go wrong across the Ray boundary into
+Easel errors, so clients get OpenAI's envelope as on one machine."""
 
 from __future__ import annotations
 
@@ -43,9 +43,14 @@ class DeploymentEngine:
     def __init__(
         self, handles: Mapping[str, DeploymentHandle[ModelReplica]], undeployed: Mapping[str, str]
     ) -> None:
-        """`handles`: the deployed models; `undeployed`: models without replicas, with why."""
+        """`handles`: each deployed model's deployment (names that share a pipeline share one);
+        `undeployed`: models without replicas, with why."""
         self._handles = dict(handles)
         self._undeployed = dict(undeployed)
+        # Each deployment's handle and the names it serves: its replicas report them all at once.
+        self._deployments: dict[str, tuple[DeploymentHandle[ModelReplica], list[str]]] = {}
+        for name, handle in self._handles.items():
+            self._deployments.setdefault(handle.deployment_name, (handle, []))[1].append(name)
         self._states = {name: ReplicaState(ModelState.LOADING, None) for name in self._handles}
         self._states.update(
             {name: ReplicaState(ModelState.FAILED, None) for name in self._undeployed}
@@ -73,14 +78,14 @@ class DeploymentEngine:
     async def _poll_states(self) -> None:
         # Sync callers (/readyz, /v1/models, metrics) read a cache: a Ray call per read would block.
         while True:
-            for name, handle in self._handles.items():
+            for deployment, (handle, names) in self._deployments.items():
+                states: dict[str, ReplicaState] = {}
                 try:
-                    self._states[name] = await asyncio.wait_for(
-                        handle.state.remote(), STATE_TIMEOUT
-                    )
+                    states = await asyncio.wait_for(handle.states.remote(), STATE_TIMEOUT)
                 except Exception as exc:  # an unreachable deployment is not ready
-                    log.debug("state of %s unknown: %s", name, exc)
-                    self._states[name] = ReplicaState(ModelState.FAILED, None)
+                    log.debug("state of %s unknown: %s", deployment, exc)
+                for name in names:
+                    self._states[name] = states.get(name, ReplicaState(ModelState.FAILED, None))
             await asyncio.sleep(STATE_POLL_SECONDS)
 
     async def generate(

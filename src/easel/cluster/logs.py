@@ -9,9 +9,12 @@ import logging
 SERVE_LOGGER_NAME = "ray.serve"
 
 
-def send_easel_logs_to_serve(level: int = logging.INFO) -> None:
-    """Call in a replica's constructor, after Serve has set its logger up."""
+def send_easel_logs_to_serve() -> None:
+    """Call in a replica's constructor, after Serve has set its logger up: Easel's lines take its
+    handlers and its level (the application's `logging_config`, which `easel cluster serve
+    --log-level` sets)."""
+    serve_logger = logging.getLogger(SERVE_LOGGER_NAME)
     easel = logging.getLogger("easel")
-    easel.handlers = list(logging.getLogger(SERVE_LOGGER_NAME).handlers)
-    easel.setLevel(level)
+    easel.handlers = list(serve_logger.handlers)
+    easel.setLevel(serve_logger.getEffectiveLevel())
     easel.propagate = False

@@ -1,4 +1,5 @@
-"""The model deployment: each replica holds one model's pipeline in Easel's own engine."""
+"""A model deployment: each replica holds one pipeline, for the catalog names that share it, in
+Easel's own engine."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import ray
 from ray import serve
 
 from easel.background import cancel_and_wait
-from easel.catalog import Catalog, GenerationPlan, ModelSpec
+from easel.catalog import Catalog, GenerationPlan
+from easel.cluster.groups import ModelGroup
 from easel.cluster.logs import send_easel_logs_to_serve
 from easel.cluster.resources import DeploymentDemand
 from easel.engine.engine import Engine
@@ -38,14 +40,15 @@ class PartialImage:
 
 
 class ModelReplica:
-    """Runs the same `Engine` as `easel serve`, for one model, so its scheduling (batching, bounded
-    queue, cancellation) is the single-process one; Ray places, scales and restarts replicas."""
+    """Runs the same `Engine` as `easel serve`, for the names of one `ModelGroup`, so its
+    scheduling (batching across those names, bounded queue, cancellation) is the single-process
+    one; Ray places, scales and restarts replicas."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, group: ModelGroup) -> None:
         send_easel_logs_to_serve()
-        self._model = spec.name
+        self._models = group.names
         # The replica's EASEL_* environment sizes its queue and batches, as for `easel serve`.
-        self._engine = Engine(Catalog([spec]), config=load_settings().scheduler_config())
+        self._engine = Engine(Catalog(group.specs), config=load_settings().scheduler_config())
         self._engine.start()
         context = serve.get_replica_context()
         # Which replica made a generation: deployment#id, process and node.
@@ -103,39 +106,35 @@ class ModelReplica:
         )
         return dataclasses.replace(generation, replica=self.identity)
 
-    def state(self) -> ReplicaState:
-        # The engine also reports its edits source's worker, if the model has one.
-        state = self._engine.states()[self._model]
-        load_seconds = self._engine.load_seconds()[self._model]
-        return ReplicaState(state, load_seconds)
+    def states(self) -> dict[str, ReplicaState]:
+        """Per catalog name this replica serves (the engine also reports the worker of an edits
+        source, under its own name, which no client asks for)."""
+        states = self._engine.states()
+        load_seconds = self._engine.load_seconds()
+        return {name: ReplicaState(states[name], load_seconds[name]) for name in self._models}
 
     async def __del__(self) -> None:
         # Ray Serve awaits an async __del__ when it stops the replica.
         await self._engine.shutdown()
 
 
-def deployment_name(model: str) -> str:
-    # Ray reserves '#' in deployment names.
-    return "model:" + model.replace("#", "_")
-
-
-def model_demand(spec: ModelSpec, cluster_has_gpus: bool) -> DeploymentDemand:
-    """What the catalog entry's `deployment` block asks of the cluster at start."""
-    plan = spec.deployment
+def model_demand(group: ModelGroup, cluster_has_gpus: bool) -> DeploymentDemand:
+    """What the group's `deployment` block asks of the cluster at start."""
+    plan = group.deployment
     gpus = plan.gpus_per_replica
     if gpus is None:
         gpus = 1.0 if cluster_has_gpus else 0.0
     return DeploymentDemand(
-        name=deployment_name(spec.name),
+        name=group.name,
         # Autoscaling starts with at least one replica, so the first request need not wait.
         replicas=max(plan.min_replicas, 1),
         per_replica={"CPU": plan.cpus_per_replica, "GPU": gpus},
     )
 
 
-def model_deployment(spec: ModelSpec, demand: DeploymentDemand) -> serve.Deployment:
-    """`ModelReplica` sized as `demand`, scaled as the catalog entry's `deployment` block says."""
-    plan = spec.deployment
+def model_deployment(group: ModelGroup, demand: DeploymentDemand) -> serve.Deployment:
+    """`ModelReplica` sized as `demand`, scaled as the group's `deployment` block says."""
+    plan = group.deployment
     return serve.deployment(
         name=demand.name,
         ray_actor_options=demand.actor_options(),

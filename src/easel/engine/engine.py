@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from diffusers import DiffusionPipeline
 
-from easel.catalog import Catalog, GenerationPlan
+from easel.catalog import Catalog, GenerationPlan, ModelSpec
 from easel.engine.device import best_device, dtype_for
 from easel.engine.edits import edits_source_for, plan_for_source
 from easel.engine.family_presets import fit_presets_to_families
@@ -53,11 +54,11 @@ class Engine:
             self.device.type,
         )
         self._catalog = catalog
-        names_by_pipeline: dict[PipelineKey, list[str]] = {}
+        names_by_pipeline = {
+            key: [spec.name for spec in specs] for key, specs in specs_by_pipeline(catalog).items()
+        }
         edit_names_by_pipeline: dict[PipelineKey, list[str]] = {}
         for spec in catalog:
-            key = PipelineKey.of(spec.source, spec.decoder)
-            names_by_pipeline.setdefault(key, []).append(spec.name)
             if spec.edits_source is not None:
                 edits_key = PipelineKey.of(spec.edits_source, None)
                 edit_names_by_pipeline.setdefault(edits_key, []).append(spec.name)
@@ -149,6 +150,15 @@ class Engine:
         pipeline's thread is idle (`PipelineWorker.shutdown`). All at once: a worker's thread
         may be waiting for memory another's batch holds."""
         await asyncio.gather(*(worker.shutdown() for worker in self.pipelines.values()))
+
+
+def specs_by_pipeline(specs: Iterable[ModelSpec]) -> dict[PipelineKey, list[ModelSpec]]:
+    """Catalog entries by the pipeline they share, in catalog order: each group's names share one
+    copy of the weights, one queue and one batcher (an engine's worker; a cluster's deployment)."""
+    groups: dict[PipelineKey, list[ModelSpec]] = {}
+    for spec in specs:
+        groups.setdefault(PipelineKey.of(spec.source, spec.decoder), []).append(spec)
+    return groups
 
 
 def edits_worker_name(names: list[str]) -> str:
