@@ -63,13 +63,19 @@ def test_mixed_concurrent_requests_each_get_their_own_images(client: openai.Open
             assert request["prompt"] in result["revised"][0]
 
 
-def test_concurrent_compatible_requests_share_one_pipeline_call(client: openai.OpenAI) -> None:
-    # A first request occupies dall-e-3 (about a second on the tiny SDXL pipeline); the three
-    # compatible requests sent meanwhile wait together and run as one batch of three images,
-    # while an incompatible size runs in a batch of its own.
+def test_concurrent_compatible_requests_share_one_pipeline_call(
+    client: openai.OpenAI, server: RunningServer
+) -> None:
+    # A first request occupies dall-e-3 (its hd quality at the wide size: several seconds on the
+    # tiny SDXL pipeline); the three compatible requests sent meanwhile wait together and run as
+    # one batch of three images, while an incompatible size runs in a batch of its own.
     with ThreadPoolExecutor(5) as pool:
-        first = pool.submit(generate, client, model="dall-e-3", prompt="first", size="1024x1024")
-        time.sleep(0.3)
+        first = pool.submit(
+            generate, client, model="dall-e-3", prompt="first", size="1792x1024", quality="hd"
+        )
+        # Sent once the first has left the queue for its pipeline call (not after a fixed pause,
+        # which a busy machine outlasts).
+        wait_until_running(server, "dall-e-3")
         together = [
             pool.submit(
                 generate, client, model="dall-e-3", prompt=f"together {i}", size="1024x1024"
@@ -83,6 +89,21 @@ def test_concurrent_compatible_requests_share_one_pipeline_call(client: openai.O
     assert batch_sizes == ["3", "3", "3"]
     assert apart_image.text["batch_images"] == "1"
     assert apart_image.size == (1792, 1024)
+
+
+def wait_until_running(server: RunningServer, model: str, seconds: float = 60) -> None:
+    """Until the model's one admitted request has left its queue: its pipeline call has begun."""
+    deadline = time.monotonic() + seconds
+    label = f'{{model="{model}"}}'
+    while time.monotonic() < deadline:
+        metrics = httpx.get(server.base_url + "/metrics", timeout=30).text
+        if (
+            sample(metrics, "easel_requests_in_flight" + label) == 1
+            and sample(metrics, "easel_queue_depth" + label) == 0
+        ):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{model}'s request never left its queue")
 
 
 @pytest.fixture(scope="module")

@@ -132,7 +132,7 @@ def test_playground_generates_shows_errors_and_keeps_history(
     page.screenshot(path=str(ARTIFACTS / "playground-running.png"))
     expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
     expect(page.locator("body")).not_to_have_class(re.compile(r"\brunning\b"))
-    page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")
+    expect_images_shown(page)
     assert natural_size(page, "#results img") == (1792, 1024)
     expect(page.locator("#results .revised")).to_contain_text("a lighthouse at dawn")
     expect(page.locator("#results .seed")).to_have_text(re.compile(r"^seed \d+$"))
@@ -151,9 +151,7 @@ def test_playground_generates_shows_errors_and_keeps_history(
     page.click("#generate")
     expect(page.locator("#results figure.card img")).to_have_count(2, timeout=120_000)
     expect(page.locator("#results .seed")).to_have_text(["seed 1234", "seed 1235"])
-    page.wait_for_function(
-        "[...document.querySelectorAll('#results img')].every(i => i.naturalWidth > 0)"
-    )
+    expect_images_shown(page)
     assert natural_size(page, "#results img >> nth=1") == (256, 256)
     assert (page.locator("#results a >> nth=0").get_attribute("href") or "").startswith(
         "data:image/png;base64,"
@@ -210,7 +208,7 @@ def test_playground_works_on_a_phone(browser: Browser, server: RunningServer, ap
     page.fill("#prompt", "a paper boat on a pond")
     page.click("#generate")
     expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
-    page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")
+    expect_images_shown(page)
     assert natural_size(page, "#results img") == (512, 512)
     # Nothing wider than the screen: the layout is one column.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
@@ -236,6 +234,17 @@ def test_playground_works_on_a_phone(browser: Browser, server: RunningServer, ap
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(ARTIFACTS / "playground-phone-edit.png"), full_page=True)
     assert problems == []
+
+
+def expect_images_shown(page: Page) -> None:
+    """Every result image has loaded and decoded. Polled through locators, not `wait_for_function`:
+    its polling evaluates a string in the page, which the playground's CSP (no 'unsafe-eval')
+    refuses whenever the first check fails."""
+    images = page.locator("#results img")
+    expect(images.first).to_be_attached()
+    for image in images.all():
+        expect(image).to_have_js_property("complete", True)
+        assert image.evaluate("image => image.naturalWidth") > 0
 
 
 def signed_in(browser: Browser, server: RunningServer, api_key: str) -> tuple[Page, list[str]]:
@@ -285,7 +294,7 @@ def test_playground_offers_the_gpt_output_controls(
         "output_compression": 50,
     }
     expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
-    page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")
+    expect_images_shown(page)
     assert natural_size(page, "#results img") == (1024, 1024)
     download = page.locator("#results a", has_text="Download")
     assert (download.get_attribute("href") or "").startswith("data:image/webp;base64,")
@@ -331,7 +340,7 @@ def test_playground_streams_partial_images_as_they_arrive(
     assert body is not None and (body["stream"], body["partial_images"]) == (True, 2)
     expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
     assert page.evaluate("window.previewsSeen") == ["0", "1"]
-    page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")
+    expect_images_shown(page)
     assert natural_size(page, "#results img") == (1024, 1024)
     assert problems == []
 
@@ -436,7 +445,7 @@ def test_playground_edits_an_image_under_a_painted_mask(
     assert [alpha.getpixel(xy) for xy in ((5, 5), (128, 20), (128, 236), (250, 128))] == [255] * 4
 
     expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
-    page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")
+    expect_images_shown(page)
     assert natural_size(page, "#results img") == (256, 256)
     page.screenshot(path=str(ARTIFACTS / "playground-edit.png"), full_page=True)
 
@@ -503,9 +512,7 @@ def test_playground_makes_variations_and_shows_their_refusals(
     assert parts.keys() == {"model", "size", "n", "response_format", "image"}
     assert (parts["n"], parts["image"]) == ("2", png(128, 128))
     expect(page.locator("#results figure.card img")).to_have_count(2, timeout=120_000)
-    page.wait_for_function(
-        "[...document.querySelectorAll('#results img')].every(i => i.naturalWidth > 0)"
-    )
+    expect_images_shown(page)
     assert natural_size(page, "#results img >> nth=1") == (256, 256)
 
     # dall-e-2 varies square images only: the server's envelope is shown, the results stay.
@@ -548,6 +555,6 @@ def test_playground_streams_an_edit(browser: Browser, server: RunningServer, api
     assert "mask" not in parts
     expect(page.locator("#results figure.card img")).to_have_count(1, timeout=120_000)
     assert page.evaluate("window.previewsSeen") == ["0", "1"]
-    page.wait_for_function("document.querySelector('#results img').naturalWidth > 0")
+    expect_images_shown(page)
     assert natural_size(page, "#results img") == (1024, 1024)
     assert problems == []
