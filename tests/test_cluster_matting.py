@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 import re
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import torch
@@ -138,12 +139,14 @@ async def test_a_failed_or_lost_matting_deployment_answers_503_with_retry_after(
 
 def test_the_ingress_is_given_the_matting_deployment_while_matting_is_on(tmp_path: Path) -> None:
     ingress = build_app(_args(tmp_path).model_dump(mode="json"))._bound_deployment
-    matting = ingress.init_args[2]  # (args, models, matting)
+    # Ray annotates init_args as a 1-tuple; the ingress is bound with (args, models, matting).
+    matting = cast(tuple[Any, ...], ingress.init_args)[2]
     assert matting._bound_deployment.name == MATTING_NAME
     off = _args(tmp_path).model_copy(
         update={"server": ServerOptions(data_dir=tmp_path, matting_model="")}
     )
-    assert build_app(off.model_dump(mode="json"))._bound_deployment.init_args[2] is None
+    ingress_off = build_app(off.model_dump(mode="json"))._bound_deployment
+    assert cast(tuple[Any, ...], ingress_off.init_args)[2] is None
 
 
 def _builtin_deployment(args: ClusterArgs) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -163,7 +164,8 @@ def test_demands_follow_the_catalog_and_only_untouched_builtins_are_optional(
 def test_an_undeployed_model_gets_no_deployment(tmp_path: Path) -> None:
     args = _args(tmp_path).model_copy(update={"undeployed": {"dall-e-3": NO_ROOM}})
     app = build_app(args.model_dump(mode="json"))
-    models = app._bound_deployment.init_args[1]  # (args, models, matting)
+    # Ray annotates init_args as a 1-tuple; the ingress is bound with (args, models, matting).
+    models = cast(tuple[Any, ...], app._bound_deployment.init_args)[1]
     deployed = tuple(m for m in DEFAULT_MODELS if m != "dall-e-3")
     assert tuple(models) == deployed
     # Every name is routed to the one deployment of their shared pipeline, which serves them all.
