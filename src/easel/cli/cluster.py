@@ -29,7 +29,13 @@ from easel.cli.options import (
 )
 from easel.cli.serve import configure_logging
 from easel.cli.setting_options import setting_option, settings_from_flags
-from easel.cluster.args import ClusterArgs, IngressOptions, MattingOptions, ServerOptions
+from easel.cluster.args import (
+    DEFAULT_MATTING_GPU_SHARE,
+    ClusterArgs,
+    IngressOptions,
+    MattingOptions,
+    ServerOptions,
+)
 from easel.cluster.config_file import APP_NAME, render, serve_config
 from easel.storage.images import open_image_store
 
@@ -75,7 +81,8 @@ MattingReplicasOption = Annotated[
 MattingGpusOption = Annotated[
     float | None,
     typer.Option(
-        help="GPUs per matting replica (default: 0.25 when the cluster has GPUs to spare, else 0)."
+        help=f"GPUs per matting replica (default: {DEFAULT_MATTING_GPU_SHARE:g} when the "
+        "cluster has GPUs to spare, else 0)."
     ),
 ]
 

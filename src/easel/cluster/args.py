@@ -48,6 +48,10 @@ class IngressOptions(BaseModel):
     max_ongoing_requests: int = Field(default=256, ge=1)
 
 
+# A GPU matting replica shares its GPU: BiRefNet is small next to a diffusion pipeline.
+DEFAULT_MATTING_GPU_SHARE = 0.25
+
+
 class MattingOptions(BaseModel):
     """The background-matting deployment's size (deployed while the server settings name a
     matting model)."""
@@ -55,7 +59,7 @@ class MattingOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     replicas: int = Field(default=1, ge=1)
-    # None: a quarter of a GPU when the cluster has GPUs, else none.
+    # None: DEFAULT_MATTING_GPU_SHARE when the cluster has GPUs to spare, else none.
     gpus_per_replica: float | None = Field(default=None, ge=0)
 
 

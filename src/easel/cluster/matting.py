@@ -9,15 +9,13 @@ import numpy as np
 from ray import serve
 from ray.serve import Application
 
-from easel.cluster.args import ClusterArgs
+from easel.cluster.args import DEFAULT_MATTING_GPU_SHARE, ClusterArgs
 from easel.cluster.logs import send_easel_logs_to_serve
 from easel.cluster.resources import DeploymentDemand
 from easel.engine.device import best_device
 from easel.engine.matting import MattingModel
 
 MATTING_NAME = "matting"
-# A GPU replica shares its GPU with others: BiRefNet needs a few GiB and seconds of compute.
-DEFAULT_GPU_SHARE = 0.25
 # The replica mostly waits on its device (or ONNX Runtime's own threads on a CPU cluster).
 CPUS_PER_REPLICA = 0.25
 
@@ -47,7 +45,7 @@ def matting_demand(cluster: ClusterArgs, cluster_has_gpus: bool) -> DeploymentDe
         return None
     gpus = cluster.matting.gpus_per_replica
     if gpus is None:
-        gpus = DEFAULT_GPU_SHARE if cluster_has_gpus else 0.0
+        gpus = DEFAULT_MATTING_GPU_SHARE if cluster_has_gpus else 0.0
     return DeploymentDemand(
         name=MATTING_NAME,
         replicas=cluster.matting.replicas,
