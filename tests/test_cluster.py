@@ -228,6 +228,7 @@ def test_names_that_share_a_pipeline_share_a_deployment_and_its_batches(
     # dall-e-2 and gpt-image-1 in one deployment; dall-e-3 and broken, on other sources, apart.
     assert set(overview.deployments) == {
         "ingress",
+        MATTING_NAME,
         cluster.shared,
         deployment_name(PipelineKey.of(str(tiny_sdxl))),
         deployment_name(PipelineKey.of("/nonexistent/pipeline")),
