@@ -26,6 +26,7 @@ import ray
 import yaml
 from ray import serve
 from ray._private.worker import RayContext
+from ray.serve._private.common import DeploymentStatus
 
 from easel.api.images.serving import REPLICA_HEADER
 from easel.background import cancel_and_wait
@@ -33,6 +34,7 @@ from easel.catalog import GenerationPlan
 from easel.cluster.config_file import APP_NAME
 from easel.cluster.engine_proxy import DeploymentEngine
 from easel.cluster.groups import deployment_name
+from easel.cluster.matting import MATTING_NAME
 from easel.engine.loader import PipelineKey
 from easel.engine.types import PreviewRequest
 from tests.images import decode_b64, fetch, images_of
@@ -101,7 +103,11 @@ def _catalog(tiny_sd: Path, tiny_sdxl: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def cluster(
-    tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path, tiny_sdxl: Path, s3: S3Server
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_sd: Path,
+    tiny_sdxl: Path,
+    tiny_matting: Path,
+    s3: S3Server,
 ) -> Iterator[Cluster]:
     data_dir = tmp_path_factory.mktemp("cluster-data")
     config = data_dir / "catalog.yaml"
@@ -111,6 +117,7 @@ def cluster(
         # The Ray processes inherit the environment: the AWS settings reach the replicas.
         for name, value in s3.env.items():
             env.setenv(name, value)
+        env.setenv("EASEL_MATTING_MODEL", str(tiny_matting))
         ray_context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         # A local instance's context (typed as the base of it and a Ray Client's) has its session
         # directory, where the replicas' logs are: not `session_latest`, which other Ray users of
@@ -221,6 +228,7 @@ def test_names_that_share_a_pipeline_share_a_deployment_and_its_batches(
     # dall-e-2 and gpt-image-1 in one deployment; dall-e-3 and broken, on other sources, apart.
     assert set(overview.deployments) == {
         "ingress",
+        MATTING_NAME,
         cluster.shared,
         deployment_name(PipelineKey.of(str(tiny_sdxl))),
         deployment_name(PipelineKey.of("/nonexistent/pipeline")),
@@ -330,6 +338,31 @@ def test_streamed_partial_images_cross_from_the_replica(cluster: Cluster) -> Non
     assert [event.type for event in events] == ["image_generation.completed"]
 
 
+def test_transparent_backgrounds_are_cut_out_by_the_matting_deployment(cluster: Cluster) -> None:
+    client = cluster.client()
+    (model,) = (m for m in client.models.list() if m.id == "gpt-image-1")
+    assert "transparent" in (model.model_extra or {})["easel"]["backgrounds"]
+    result = client.images.generate(
+        model="gpt-image-1",
+        prompt="a fox",
+        quality="medium",
+        background="transparent",
+        output_format="png",
+    )
+    image = decode_b64(images_of(result)[0].b64_json or "")
+    assert (image.mode, image.size) == ("RGBA", (1024, 1024))
+    deployments = serve.status().applications[APP_NAME].deployments
+    assert deployments[MATTING_NAME].status == DeploymentStatus.HEALTHY
+    # The model loaded in the matting deployment's replica, not in the ingress.
+    loaded_in = [
+        log_file.name
+        for log_file in cluster.serve_logs.glob("replica_*.log")
+        if "loaded the background-matting model" in log_file.read_text(errors="replace")
+    ]
+    assert loaded_in
+    assert all(name.startswith(f"replica_{APP_NAME}_{MATTING_NAME}_") for name in loaded_in)
+
+
 def test_a_stream_closed_early_stops_the_replicas_work(cluster: Cluster) -> None:
     stopped_before = len(_replica_log_lines(cluster, "gpt-image-1: stopped a batch"))
     stream = cluster.client().images.generate(
@@ -427,7 +460,10 @@ def test_deployments_the_cluster_cannot_hold_are_refused_with_the_numbers(
     assert refused.returncode == 2, refused.stdout + refused.stderr
     message = " ".join(refused.stderr.split())
     deployment = deployment_name(PipelineKey.of(str(tiny_sd)))
-    assert f"CPU: 4.5 asked (ingress 1 x 0.5 + {deployment} 1 x 4), the cluster has 2" in message
+    assert (
+        f"CPU: 4.75 asked (ingress 1 x 0.5 + matting 1 x 0.25 + {deployment} 1 x 4), "
+        "the cluster has 2"
+    ) in message
     assert f"{deployment}: no node can hold one replica (4 CPU)" in message
     assert "Traceback" not in refused.stderr
     assert elapsed < 60, f"refused only after {elapsed:.0f} s"

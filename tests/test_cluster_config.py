@@ -81,7 +81,7 @@ def test_config_file_deploys_the_catalog_with_per_model_scaling(tmp_path: Path) 
     ingress = app._bound_deployment
     assert ingress.name == "ingress"
     assert ingress._deployment_config.num_replicas == 2
-    # Ray annotates init_args as a 1-tuple; the ingress is bound with (args, models).
+    # Ray annotates init_args as a 1-tuple; the ingress is bound with (args, models, matting).
     models = cast(tuple[Any, ...], ingress.init_args)[1]
     assert set(models) == {*DEFAULT_MODELS, "flux"}
     dalle3 = models["dall-e-3"]._bound_deployment

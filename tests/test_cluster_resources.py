@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -138,11 +139,11 @@ def test_names_of_one_pipeline_with_different_deployments_are_refused(tmp_path: 
 def test_the_capacity_check_counts_each_deployment_once(tmp_path: Path) -> None:
     # Seven built-in names on one pipeline: one replica of 0.5 CPU, not seven.
     args = _args(tmp_path)
-    assert fit_to_cluster(args, [{"CPU": 1.0}], has_gpus=False) == (args, {})
-    fitted, left_out = fit_to_cluster(args, [{"CPU": 0.75}], has_gpus=False)
+    assert fit_to_cluster(args, [{"CPU": 1.25}], has_gpus=False) == (args, {})
+    fitted, left_out = fit_to_cluster(args, [{"CPU": 1.0}], has_gpus=False)
     assert left_out == {
-        tuple(DEFAULT_MODELS): f"CPU: 1 asked (ingress 2 x 0.25 + {BUILTIN_DEPLOYMENT} 1 x 0.5), "
-        "the cluster has 0.75"
+        tuple(DEFAULT_MODELS): "CPU: 1.25 asked (ingress 2 x 0.25 + matting 1 x 0.25 + "
+        f"{BUILTIN_DEPLOYMENT} 1 x 0.5), the cluster has 1"
     }
     assert fitted.undeployed == dict.fromkeys(DEFAULT_MODELS, NO_ROOM)
 
@@ -163,7 +164,8 @@ def test_demands_follow_the_catalog_and_only_untouched_builtins_are_optional(
 def test_an_undeployed_model_gets_no_deployment(tmp_path: Path) -> None:
     args = _args(tmp_path).model_copy(update={"undeployed": {"dall-e-3": NO_ROOM}})
     app = build_app(args.model_dump(mode="json"))
-    models = app._bound_deployment.init_args[-1]  # (args, models)
+    # Ray annotates init_args as a 1-tuple; the ingress is bound with (args, models, matting).
+    models = cast(tuple[Any, ...], app._bound_deployment.init_args)[1]
     deployed = tuple(m for m in DEFAULT_MODELS if m != "dall-e-3")
     assert tuple(models) == deployed
     # Every name is routed to the one deployment of their shared pipeline, which serves them all.

@@ -22,7 +22,7 @@ from easel.background import cancel_and_wait
 from easel.catalog import Catalog
 from easel.db.database import Database
 from easel.engine.engine import Engine
-from easel.engine.matting import MattingModel
+from easel.engine.matting import Matting, MattingModel
 from easel.engine.types import ImageEngine
 from easel.keys.store import KeyStore
 from easel.limits.limiter import Limiter
@@ -38,18 +38,24 @@ log = logging.getLogger(__name__)
 
 
 def build_services(
-    settings: Settings, catalog: Catalog, engine: ImageEngine | None = None
+    settings: Settings,
+    catalog: Catalog,
+    engine: ImageEngine | None = None,
+    matting: Matting | None = None,
 ) -> AppServices:
-    """The app's parts. `engine` defaults to an in-process engine; the Ray Serve ingress passes a
-    proxy to its model deployments instead: the only difference between the two ways to run."""
+    """The app's parts. `engine` defaults to an in-process engine and `matting` to an in-process
+    matting model where the settings name one; the Ray Serve ingress passes proxies to its
+    deployments instead: the only difference between the two ways to run."""
     images = open_image_store(settings)
     database = Database(settings.resolved_database_url)
     usage = UsageStore(database)
     if engine is None:
         engine = Engine(catalog, config=settings.scheduler_config())
     # In process, the matting model and the prompt rewriter share the pipelines' device and
-    # memory budget; beside a cluster's replicas they run in the ingress on its device.
+    # memory budget; beside a cluster's replicas the rewriter runs in the ingress on its device.
     budget = engine.memory_budget if isinstance(engine, Engine) else None
+    if matting is None and settings.matting_model:
+        matting = MattingModel(settings.matting_model, engine.device, budget)
     return AppServices(
         settings=settings,
         catalog=catalog,
@@ -60,9 +66,7 @@ def build_services(
         limiter=Limiter(database, reservation_ttl_seconds=settings.reservation_ttl_seconds),
         usage=usage,
         usage_writer=UsageWriter(usage),
-        matting=MattingModel(settings.matting_model, engine.device, budget)
-        if settings.matting_model
-        else None,
+        matting=matting,
         prompt_rewriter=open_rewriter(
             settings.prompt_rewriter,
             model=settings.prompt_rewriter_model,
@@ -99,9 +103,10 @@ def create_app(
     catalog: Catalog,
     *,
     engine: ImageEngine | None = None,
+    matting: Matting | None = None,
     proxy_sets_request_id: bool = False,
 ) -> FastAPI:
-    services = build_services(settings, catalog, engine)
+    services = build_services(settings, catalog, engine, matting)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

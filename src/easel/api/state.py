@@ -8,7 +8,7 @@ from fastapi import Request
 
 from easel.catalog import Catalog
 from easel.db.database import Database
-from easel.engine.matting import MattingModel
+from easel.engine.matting import Matting
 from easel.engine.types import ImageEngine
 from easel.keys.store import KeyStore
 from easel.limits.limiter import Limiter
@@ -31,7 +31,7 @@ class AppServices:
     usage: UsageStore
     usage_writer: UsageWriter
     # None when the operator switched transparent backgrounds off.
-    matting: MattingModel | None
+    matting: Matting | None
     # None: prompts go to the pipeline as written (`--prompt-rewriter off`).
     prompt_rewriter: PromptRewriter | None = None
 

@@ -29,7 +29,13 @@ from easel.cli.options import (
 )
 from easel.cli.serve import configure_logging
 from easel.cli.setting_options import setting_option, settings_from_flags
-from easel.cluster.args import ClusterArgs, IngressOptions, ServerOptions
+from easel.cluster.args import (
+    DEFAULT_MATTING_GPU_SHARE,
+    ClusterArgs,
+    IngressOptions,
+    MattingOptions,
+    ServerOptions,
+)
 from easel.cluster.config_file import APP_NAME, render, serve_config
 from easel.storage.images import open_image_store
 
@@ -69,6 +75,16 @@ MaxQueuedOption = Annotated[
 ]
 IngressReplicasOption = Annotated[int, typer.Option(help="Replicas of the HTTP ingress.")]
 IngressCpusOption = Annotated[float, typer.Option(help="CPUs per ingress replica.")]
+MattingReplicasOption = Annotated[
+    int, typer.Option(help="Replicas of the background-matting deployment (EASEL_MATTING_MODEL).")
+]
+MattingGpusOption = Annotated[
+    float | None,
+    typer.Option(
+        help=f"GPUs per matting replica (default: {DEFAULT_MATTING_GPU_SHARE:g} when the "
+        "cluster has GPUs to spare, else 0)."
+    ),
+]
 
 # The application's args for the machine the model replicas run on.
 ApplicationArgs = Callable[[Machine], ClusterArgs]
@@ -90,6 +106,8 @@ def _application_args(
     max_queued_requests: MaxQueuedOption = None,
     ingress_replicas: IngressReplicasOption = 1,
     ingress_cpus: IngressCpusOption = 0.5,
+    matting_replicas: MattingReplicasOption = 1,
+    matting_gpus: MattingGpusOption = None,
 ) -> ApplicationArgs:
     """The application's args from the options `cluster serve` and `cluster config` share, for
     the machine the model replicas run on, which the built-in models follow."""
@@ -115,10 +133,11 @@ def _application_args(
     }
     overrides = {name: value for name, value in deployment.items() if value is not None}
     ingress = IngressOptions(replicas=ingress_replicas, cpus_per_replica=ingress_cpus)
+    matting = MattingOptions(replicas=matting_replicas, gpus_per_replica=matting_gpus)
 
     def for_machine(machine: Machine) -> ClusterArgs:
         catalog = Catalog.build(config, model or (), machine)
-        return ClusterArgs.build(catalog, server, overrides, ingress)
+        return ClusterArgs.build(catalog, server, overrides, ingress, matting)
 
     for_machine(CPU_ONLY)  # checked now, so that a bad catalog fails before Ray starts
     return for_machine

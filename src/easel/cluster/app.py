@@ -12,6 +12,7 @@ from ray.serve import Application
 from easel.cluster.args import ClusterArgs
 from easel.cluster.groups import ModelGroup, model_groups
 from easel.cluster.ingress import EaselIngress
+from easel.cluster.matting import matting_application
 from easel.cluster.model import model_demand, model_deployment
 from easel.cluster.resources import DeploymentDemand
 
@@ -43,8 +44,9 @@ def model_demands(cluster: ClusterArgs, has_gpus: bool) -> dict[str, DeploymentD
 
 
 def build_app(args: dict[str, Any]) -> Application:
-    """One model deployment per group of deployed catalog names that share a pipeline, and the
-    ingress that routes each name to its group's.
+    """One model deployment per group of deployed catalog names that share a pipeline, the
+    matting deployment (while matting is on), and the ingress that routes each name to its
+    group's.
 
     Ray calls this with the config file's `args` (`serve deploy`); `easel cluster serve` calls it
     with the args it built from its flags.
@@ -65,4 +67,4 @@ def build_app(args: dict[str, Any]) -> Application:
         max_ongoing_requests=cluster.ingress.max_ongoing_requests,
         ray_actor_options=ingress.actor_options(),
     )(EaselIngress)
-    return deployment.bind(cluster, models)
+    return deployment.bind(cluster, models, matting_application(cluster, has_gpus))

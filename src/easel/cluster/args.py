@@ -30,6 +30,8 @@ class ServerOptions(BaseModel):
     url_ttl_seconds: int | None = None
     sweep_interval_seconds: int | None = None
     max_body_bytes: int | None = None
+    # Empty: no matting deployment, and transparent backgrounds are refused.
+    matting_model: str | None = None
 
     def settings(self) -> Settings:
         """Settings from the environment, then these options; raises SettingsError (a
@@ -46,15 +48,31 @@ class IngressOptions(BaseModel):
     max_ongoing_requests: int = Field(default=256, ge=1)
 
 
+# A GPU matting replica shares its GPU: BiRefNet is small next to a diffusion pipeline.
+DEFAULT_MATTING_GPU_SHARE = 0.25
+
+
+class MattingOptions(BaseModel):
+    """The background-matting deployment's size (deployed while the server settings name a
+    matting model)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    replicas: int = Field(default=1, ge=1)
+    # None: DEFAULT_MATTING_GPU_SHARE when the cluster has GPUs to spare, else none.
+    gpus_per_replica: float | None = Field(default=None, ge=0)
+
+
 class ClusterArgs(BaseModel):
     """The application builder's `args`: the whole catalog (so the config file is self-contained),
-    the server options and the ingress's size."""
+    the server options and the sizes of the ingress and the matting deployment."""
 
     model_config = ConfigDict(extra="forbid")
 
     models: dict[str, dict[str, Any]]
     server: ServerOptions = Field(default_factory=ServerOptions)
     ingress: IngressOptions = Field(default_factory=IngressOptions)
+    matting: MattingOptions = Field(default_factory=MattingOptions)
     # Catalog models deployed without replicas, each with why: the ingress answers 503 for them.
     undeployed: dict[str, str] = Field(default_factory=dict)
 
@@ -65,6 +83,7 @@ class ClusterArgs(BaseModel):
         server: ServerOptions,
         deployment_overrides: dict[str, Any],
         ingress: IngressOptions,
+        matting: MattingOptions | None = None,
     ) -> ClusterArgs:
         """`deployment_overrides` (from flags) replace those fields of every model's deployment."""
         models = {}
@@ -73,7 +92,9 @@ class ClusterArgs(BaseModel):
             entry["deployment"] = {**entry["deployment"], **deployment_overrides}
             models[spec.name] = entry
         # Validate now, so a bad flag fails before anything is deployed.
-        args = cls(models=models, server=server, ingress=ingress)
+        args = cls(
+            models=models, server=server, ingress=ingress, matting=matting or MattingOptions()
+        )
         # Imported here: the grouping rule is the engine's, and the CLI starts without torch.
         from easel.cluster.groups import model_groups
 

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Protocol, cast
+from typing import Protocol, TypeVar, cast
 
 import torch
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 2
 STATE_POLL_SECONDS = 2.0
 STATE_TIMEOUT = 5.0
+
+Result = TypeVar("Result")
 
 
 class DeploymentEngine:
@@ -109,7 +111,7 @@ class DeploymentEngine:
                     generation: Generation = await response
                 return generation
 
-            return await _across_ray(plan.model, unary)
+            return await across_ray(plan.model, unary)
 
         relay = _PreviewRelay(previews)
 
@@ -126,7 +128,7 @@ class DeploymentEngine:
 
         # Sent again, the request would repeat the indices already delivered: only a stream that
         # delivered nothing yet is retried.
-        return await _across_ray(plan.model, streamed, may_retry=relay.nothing_delivered)
+        return await across_ray(plan.model, streamed, may_retry=relay.nothing_delivered)
 
     def _deployed(self, model: str) -> DeploymentHandle[ModelReplica]:
         if model in self._undeployed:
@@ -180,13 +182,14 @@ def _cancelled_with(response: _RayCall) -> Iterator[None]:
         raise
 
 
-async def _across_ray(
+async def across_ray(
     model: str,
-    attempt: Callable[[], Awaitable[Generation]],
+    attempt: Callable[[], Awaitable[Result]],
     may_retry: Callable[[], bool] = lambda: True,
-) -> Generation:
-    """`attempt`'s generation, with what can go wrong across the Ray boundary as Easel errors: a
-    lost replica is tried once more (if `may_retry`), then 503."""
+) -> Result:
+    """`attempt`'s result (a call to the deployment serving `model`), with what can go wrong
+    across the Ray boundary as Easel errors: a lost replica is tried once more (if `may_retry`),
+    then 503."""
     lost: Exception | None = None
     for number in range(1, ATTEMPTS + 1):
         try:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -55,6 +56,19 @@ class Preprocessing(BaseModel):
 
 # About the size of onnx-community's BiRefNet export, for the budget before the first load.
 EXPECTED_BYTES = 1_000_000_000
+
+
+class Matting(Protocol):
+    """What serving a transparent background needs of a matting model, wherever it runs: in this
+    process (`MattingModel`) or in a cluster's matting deployment."""
+
+    async def ready(self) -> None:
+        """Raise 503 `model_unavailable` (with Retry-After) when the model cannot load."""
+        ...
+
+    async def cut_out(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Each HxWx3 uint8 image as HxWx4, its alpha the foreground matte."""
+        ...
 
 
 class MattingModel:
