@@ -124,11 +124,20 @@ async def test_a_matting_model_that_cannot_load_answers_503_with_retry_after(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("switched_off", ["given empty", "given off", "variable off"])
 async def test_transparency_switched_off_is_refused_as_openai_refuses_it(
-    tmp_path: Path, tiny_sd: Path
+    tmp_path: Path, tiny_sd: Path, monkeypatch: pytest.MonkeyPatch, switched_off: str
 ) -> None:
+    # An empty variable counts as unset (the default model), so the environment says `off`.
+    if switched_off == "variable off":
+        monkeypatch.setenv("EASEL_MATTING_MODEL", "off")
+        settings = Settings(data_dir=tmp_path)
+    else:
+        settings = Settings(
+            data_dir=tmp_path, matting_model="" if switched_off == "given empty" else "off"
+        )
     catalog = Catalog.build(overrides=[f"{MODEL}={tiny_sd}"])
-    async with running_app(Settings(data_dir=tmp_path, matting_model=""), catalog) as app:
+    async with running_app(settings, catalog) as app:
         response = await app.post_generation(
             app.api_key, json={"model": MODEL, "prompt": PROMPT, "background": "transparent"}
         )

@@ -185,11 +185,14 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(
         default=60.0, gt=0, description="Seconds a request may take to send its body; later, 408."
     )
-    matting_model: str = Field(
-        default="onnx-community/BiRefNet-ONNX",
-        description="The background-matting model that makes `background: transparent` images: a "
-        "hub id or a directory in the layout of onnx-community's BiRefNet ONNX exports. Empty "
-        "switches transparent backgrounds off (400).",
+    # `off` is stored as empty: where an empty variable counts as unset, a word switches it off.
+    matting_model: Annotated[str, AfterValidator(lambda value: "" if value == "off" else value)] = (
+        Field(
+            default="onnx-community/BiRefNet-ONNX",
+            description="The background-matting model that makes `background: transparent` "
+            "images: a hub id or a directory in the layout of onnx-community's BiRefNet ONNX "
+            "exports; `off` switches transparent backgrounds off (400).",
+        )
     )
     prompt_rewriter: str = Field(
         default="Qwen/Qwen3-1.7B",

@@ -30,7 +30,7 @@ class ServerOptions(BaseModel):
     url_ttl_seconds: int | None = None
     sweep_interval_seconds: int | None = None
     max_body_bytes: int | None = None
-    # Empty: no matting deployment, and transparent backgrounds are refused.
+    # Empty or `off`: no matting deployment, and transparent backgrounds are refused.
     matting_model: str | None = None
 
     def settings(self) -> Settings:
