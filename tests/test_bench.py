@@ -12,7 +12,7 @@ import torch
 from diffusers import Flux2KleinPipeline, ZImagePipeline
 from PIL import Image
 
-from easel.bench import dit_gpu, dit_serving
+from easel.bench import dit_gpu, dit_serving, encoders
 from easel.bench.dit_architectures import FLUX2_KLEIN_4B, REAL_ARCHITECTURES, ZIMAGE_TURBO, toy
 from easel.bench.gpu import datasheet_peak
 from easel.bench.machine import describe, slug
@@ -163,3 +163,16 @@ def test_dit_gpu_bench_refuses_without_cuda(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "needs a CUDA GPU" in " ".join(result.stderr.split())
     assert not list(tmp_path.iterdir())
+
+
+def test_each_output_format_is_timed_and_the_lossy_ones_at_each_compression() -> None:
+    pixels, _ = encoders.test_image()
+    results = encoders.measure_formats(pixels, repeats=1)
+    levels = [f" {level}" for level in encoders.COMPRESSIONS[1:]]
+    lossy = [f"{name} opaque{level}" for name in ("jpeg", "webp") for level in ["", *levels]]
+    assert set(results) == {"png opaque", "png transparent", "webp transparent", *lossy}
+    assert all(entry["median_ms"] > 0 and entry["bytes"] > 0 for entry in results.values())
+    # Less detail kept, fewer bytes: each compression value reached the encoder.
+    webp = [results[name]["bytes"] for name in lossy if name.startswith("webp")]
+    assert webp == sorted(webp, reverse=True)
+    assert results["png opaque"]["within_png_cost"]

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from easel.bench import machine
+from easel.bench.report import write_json
 from easel.catalog.output import DEFAULT_COMPRESSION, IMAGE_FORMATS, ImageFormat
 from easel.encoding.chunks import with_text
 from easel.encoding.encoders import ENCODERS, available, serving_encoder
@@ -51,26 +53,38 @@ def _median_ms(work: Callable[[], object], repeats: int) -> float:
     return round(float(np.median(times)) * 1000, 2)
 
 
+# The lossy formats also at lower `output_compression` values: what each costs, beside the default.
+COMPRESSIONS = (DEFAULT_COMPRESSION, 90, 80, 50)
+
+
 def measure_formats(pixels: np.ndarray, repeats: int = 20) -> dict[str, Any]:
-    """Each output format as a served image is encoded (default `output_compression`, the text as
-    XMP or PNG chunks), opaque (RGB) and transparent (RGBA, png and webp only)."""
+    """Each output format as a served image is encoded (the text as XMP or PNG chunks), opaque
+    (RGB) and transparent (RGBA, png and webp only): at the default `output_compression`, and the
+    opaque lossy formats at each of COMPRESSIONS too (`"webp opaque 80"`)."""
     alpha = np.linspace(0, 255, pixels.shape[1], dtype=np.uint8)[np.newaxis].repeat(SIDE, axis=0)
     variants = {"opaque": pixels, "transparent": np.dstack((pixels, alpha))}
-    results: dict[str, Any] = {}
+    cases: list[tuple[str, np.ndarray, ImageFormat, int]] = []
     for background, image in variants.items():
         for image_format in IMAGE_FORMATS:
             if background == "transparent" and image_format == "jpeg":
                 continue
+            name = f"{image_format} {background}"
+            cases.append((name, image, image_format, DEFAULT_COMPRESSION))
+            if background == "opaque" and image_format != "png":
+                cases += [
+                    (f"{name} {level}", image, image_format, level) for level in COMPRESSIONS[1:]
+                ]
+    results: dict[str, Any] = {}
+    for name, image, image_format, compression in cases:
 
-            def encode(
-                image: np.ndarray = image, image_format: ImageFormat = image_format
-            ) -> bytes:
-                return encode_image(image, _TEXT, image_format, DEFAULT_COMPRESSION)
+        def encode(
+            image: np.ndarray = image,
+            image_format: ImageFormat = image_format,
+            compression: int = compression,
+        ) -> bytes:
+            return encode_image(image, _TEXT, image_format, compression)
 
-            results[f"{image_format} {background}"] = {
-                "median_ms": _median_ms(encode, repeats),
-                "bytes": len(encode()),
-            }
+        results[name] = {"median_ms": _median_ms(encode, repeats), "bytes": len(encode())}
     png_ms = results["png opaque"]["median_ms"]
     for entry in results.values():
         entry["within_png_cost"] = entry["median_ms"] <= png_ms
@@ -134,6 +148,18 @@ def measure(repeats: int = 20) -> dict[str, Any]:
         "formats": measure_formats(pixels, repeats),
         "matting": measure_matting(pixels),
     }
+
+
+def run(out_dir: Path, say: Callable[[str], None]) -> Path:
+    """Measure and write `encoders-formats-<machine>.json` under `out_dir`; returns its path."""
+    described = machine.describe()
+    say(f"Machine: {described['cpu']}, {described['cores']} cores, GPU {described['gpu']}")
+    results = {"machine": described, "encoding": measure()}
+    for line in summary(results["encoding"]):
+        say(line)
+    path = out_dir / f"encoders-formats-{machine.slug(described)}.json"
+    write_json(results, path)
+    return path
 
 
 def summary(results: dict[str, Any]) -> list[str]:

@@ -44,6 +44,15 @@ def bench(
             "(512 px, 1 step, random weights); writes decoders-<machine>.json under --out.",
         ),
     ] = False,
+    encoders: Annotated[
+        bool,
+        typer.Option(
+            "--encoders",
+            help="Only the encoders: every PNG encoder and each output format as served, the "
+            "lossy ones at several output_compression values, 1024x1024 on one thread; writes "
+            "encoders-formats-<machine>.json.",
+        ),
+    ] = False,
     dit: Annotated[
         bool,
         typer.Option(
@@ -89,6 +98,11 @@ def bench(
         from easel.bench import dit_serving
 
         typer.echo(str(dit_serving.run(out, _say)))
+        return
+    if encoders:
+        from easel.bench import encoders as encoders_bench
+
+        typer.echo(str(encoders_bench.run(out, _say)))
         return
     if decoders:
         from easel.bench.decoders import run
