@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import openai
 import pytest
+from prometheus_client import REGISTRY
 
 from easel.catalog import Catalog, ModelSpec
 from easel.catalog.spec import QualityPreset
 from easel.settings import Settings
 from tests.images import decode_b64, images_of
 from tests.inprocess import InProcessApp, running_app
+from tests.test_edit_engine import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -28,16 +30,17 @@ pytestmark = pytest.mark.anyio
 SHARED_START = "a quiet harbour at dusk, " * 4
 LONG_NEGATIVE = "blurry, low quality, washed out colours, " * 3
 SEED = 1234
+BUSY_STEPS = 300
 
 
-def _spec(name: str, source: Path, negative_prompt: str | None = None) -> ModelSpec:
+def _spec(name: str, source: Path, negative_prompt: str | None = None, steps: int = 2) -> ModelSpec:
     # Guided, so the negative prompt takes part; two steps at 256 px keep each image cheap.
     return ModelSpec(
         name=name,
         source=str(source),
         sizes=("256x256",),
         default_size="256x256",
-        qualities={"standard": QualityPreset(steps=2, guidance_scale=7.0)},
+        qualities={"standard": QualityPreset(steps=steps, guidance_scale=7.0)},
         negative_prompt=negative_prompt,
         prompt_rewrite="off",
     )
@@ -58,6 +61,8 @@ async def long_prompt_app(
             _spec("sdxl", tiny_sdxl),
             _spec("sd-avoid-red", tiny_sd, LONG_NEGATIVE + "red"),
             _spec("sd-avoid-blue", tiny_sd, LONG_NEGATIVE + "blue"),
+            # The same pipeline, busy for seconds: requests sent meanwhile queue together.
+            _spec("sd-busy", tiny_sd, steps=BUSY_STEPS),
         ]
     )
     # A long batching wait: requests sent together share one pipeline call.
@@ -101,15 +106,28 @@ async def test_a_long_and_a_short_prompt_share_one_pipeline_call(
 ) -> None:
     sdk = long_prompt_app.sdk()
     long_prompt, short_prompt = SHARED_START + "with a red boat", "a boat"
+    # Both queue while the pipeline runs another batch, so they meet in the queue whatever the
+    # batcher's estimate of company (a lone request does not wait for one).
+    busy = asyncio.ensure_future(sdk.images.generate(model="sd-busy", prompt="busy"))
+    await eventually(lambda: _running_alone("sd-busy"))
     results = await asyncio.gather(
         *(
             sdk.images.generate(model="sd", prompt=prompt, response_format="b64_json")
             for prompt in (long_prompt, short_prompt)
         )
     )
+    await busy
     images = [decode_b64(images_of(result)[0].b64_json or "") for result in results]
     assert [image.text["prompt"] for image in images] == [long_prompt, short_prompt]
     assert {image.text["batch_images"] for image in images} == {"2"}
+
+
+def _running_alone(model: str) -> bool:
+    """The model's one admitted request has left its queue: its pipeline call has begun."""
+    return (
+        REGISTRY.get_sample_value("easel_requests_in_flight", {"model": model}) == 1
+        and REGISTRY.get_sample_value("easel_queue_depth", {"model": model}) == 0
+    )
 
 
 async def test_a_prompt_beyond_an_llm_encoders_limit_is_refused_not_cut(
