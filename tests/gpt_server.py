@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import openai
 import yaml
 
-from tests.server import RunningServer, create_key, start_server
+from tests.server import RunningServer, start_server
 
 # The built-in GPT names and the pipeline each runs in tests: the layout of its built-in source.
 GPT_MODELS = {
@@ -32,12 +31,6 @@ def start_gpt_server(data_dir: Path, tiny_sd: Path, tiny_sdxl: Path) -> RunningS
     config = data_dir / "easel.yaml"
     config.write_text(yaml.safe_dump({"models": models}))
     return start_server(data_dir, "--config", str(config))
-
-
-def gpt_client(server: RunningServer) -> openai.OpenAI:
-    """An SDK client with a new key; no retries, so the tests see the server's first answer."""
-    key = create_key(server.data_dir)
-    return openai.OpenAI(api_key=key, base_url=server.base_url + "/v1", max_retries=0, timeout=300)
 
 
 def gpt_overrides(tiny_sd: Path, tiny_sdxl: Path) -> list[str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import openai
 
 
 def free_port() -> int:
@@ -34,6 +35,13 @@ def easel(*args: str, data_dir: Path, check: bool = True) -> subprocess.Complete
 def create_key(data_dir: Path, name: str = "test") -> str:
     result = easel("keys", "create", "--name", name, data_dir=data_dir)
     return result.stdout.strip().splitlines()[-1]
+
+
+def sdk_client(server: RunningServer) -> openai.OpenAI:
+    """An openai SDK client of `server` with a new key; no retries, so a test sees the server's
+    first answer."""
+    key = create_key(server.data_dir)
+    return openai.OpenAI(api_key=key, base_url=server.base_url + "/v1", max_retries=0, timeout=300)
 
 
 @dataclass

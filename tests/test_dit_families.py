@@ -19,7 +19,7 @@ from easel.engine.resolution import native_side
 from easel.engine.tuning import tune_for_serving
 from tests.guided_presets import guided_dall_e_3
 from tests.images import decode_b64, images_of, size_of
-from tests.server import RunningServer, create_key, start_server
+from tests.server import RunningServer, create_key, sdk_client, start_server
 
 SEED_PROMPT = "一只在太空中行走的可爱猫咪,写实风格"
 FAMILIES = {
@@ -117,10 +117,7 @@ def dit_server(
 
 @pytest.fixture(scope="module")
 def dit_client(dit_server: RunningServer) -> openai.OpenAI:
-    key = create_key(dit_server.data_dir)
-    return openai.OpenAI(
-        api_key=key, base_url=dit_server.base_url + "/v1", max_retries=0, timeout=300
-    )
+    return sdk_client(dit_server)
 
 
 @pytest.mark.parametrize("size", ["1024x1024", "1792x1024"])

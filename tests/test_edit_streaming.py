@@ -19,7 +19,7 @@ from easel.usage.store import UsageRecord, UsageStore
 from tests.edit_images import mask_png, png
 from tests.images import decode_b64
 from tests.sdk_errors import error_body
-from tests.server import RunningServer, create_key, start_server
+from tests.server import RunningServer, sdk_client, start_server
 
 # Steps of each quality: "high" leaves room for two evenly spaced partial images.
 QUALITIES = (
@@ -47,10 +47,7 @@ def edit_server(tmp_path_factory: pytest.TempPathFactory, tiny_sd: Path) -> Iter
 
 @pytest.fixture(scope="module")
 def client(edit_server: RunningServer) -> openai.OpenAI:
-    key = create_key(edit_server.data_dir)
-    return openai.OpenAI(
-        api_key=key, base_url=edit_server.base_url + "/v1", max_retries=0, timeout=300
-    )
+    return sdk_client(edit_server)
 
 
 def stream_edit(client: openai.OpenAI, **fields: Any) -> list[ImageEditStreamEvent]:

@@ -16,10 +16,10 @@ from PIL import Image
 from easel.catalog import Catalog
 from easel.encoding import read_xmp
 from tests import openai_schemas
-from tests.gpt_server import GPT_MODELS, OPERATOR_MODEL, gpt_client, start_gpt_server
+from tests.gpt_server import GPT_MODELS, OPERATOR_MODEL, start_gpt_server
 from tests.images import decode_b64, fetch, images_of, size_of
 from tests.sdk_errors import error_body
-from tests.server import RunningServer
+from tests.server import RunningServer, sdk_client
 
 SIZES = ["1024x1024", "1536x1024", "1024x1536", "auto"]
 Quality = Literal["low", "medium", "high", "auto"]
@@ -39,7 +39,7 @@ def gpt_server(
 
 @pytest.fixture(scope="module")
 def gpt(gpt_server: RunningServer) -> openai.OpenAI:
-    return gpt_client(gpt_server)
+    return sdk_client(gpt_server)
 
 
 # Each size once and each quality once per model: sizes and qualities paired in turn.

@@ -19,7 +19,7 @@ from easel.storage.images import new_image_id
 from easel.storage.s3_images import S3ImageStore
 from tests.images import fetch, images_of
 from tests.s3 import BUCKET, S3Server
-from tests.server import RunningServer, create_key, start_server
+from tests.server import RunningServer, sdk_client, start_server
 
 TTL = 600
 
@@ -45,10 +45,7 @@ def s3_server(
 
 @pytest.fixture(scope="module")
 def s3_client(s3_server: RunningServer) -> openai.OpenAI:
-    key = create_key(s3_server.data_dir)
-    return openai.OpenAI(
-        api_key=key, base_url=s3_server.base_url + "/v1", max_retries=0, timeout=300
-    )
+    return sdk_client(s3_server)
 
 
 def test_url_is_a_presigned_object_url_that_fetches_the_png(

@@ -23,7 +23,7 @@ from PIL import Image
 from transformers import AutoTokenizer
 
 from tests.images import decode_b64, size_of
-from tests.server import RunningServer, create_key, start_server
+from tests.server import RunningServer, sdk_client, start_server
 
 # Steps of each quality on the test models: "high" has room for 2 and 3 evenly spaced previews.
 QUALITIES = (
@@ -67,10 +67,7 @@ def streaming_server(
 
 @pytest.fixture(scope="module")
 def client(streaming_server: RunningServer) -> openai.OpenAI:
-    key = create_key(streaming_server.data_dir)
-    return openai.OpenAI(
-        api_key=key, base_url=streaming_server.base_url + "/v1", max_retries=0, timeout=300
-    )
+    return sdk_client(streaming_server)
 
 
 def stream_events(client: openai.OpenAI, **fields: Any) -> list[ImageGenStreamEvent]:

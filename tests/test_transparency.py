@@ -25,7 +25,7 @@ from easel.settings import Settings
 from tests.images import images_of
 from tests.inprocess import running_app
 from tests.sdk_errors import error_body
-from tests.server import RunningServer, create_key, start_server
+from tests.server import RunningServer, sdk_client, start_server
 
 MODEL = "gpt-image-1-mini"
 PROMPT = "a red fox in snow"
@@ -47,10 +47,7 @@ def matting_server(
 
 @pytest.fixture(scope="module")
 def sdk(matting_server: RunningServer) -> openai.OpenAI:
-    key = create_key(matting_server.data_dir)
-    return openai.OpenAI(
-        api_key=key, base_url=matting_server.base_url + "/v1", max_retries=0, timeout=300
-    )
+    return sdk_client(matting_server)
 
 
 def _image(result: openai.types.ImagesResponse) -> Image.Image:

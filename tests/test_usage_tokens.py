@@ -18,8 +18,8 @@ from transformers import AutoTokenizer
 from easel.db.database import Database
 from easel.db.migrations import upgrade
 from easel.usage.store import UsageStore
-from tests.gpt_server import gpt_client, start_gpt_server
-from tests.server import RunningServer, easel
+from tests.gpt_server import start_gpt_server
+from tests.server import RunningServer, easel, sdk_client
 
 # OpenAI's output tokens per image (openai-wire.md), for the sizes and qualities of the GPT names.
 Quality = Literal["low", "medium", "high"]
@@ -49,7 +49,7 @@ def gpt_server(
 
 @pytest.fixture(scope="module")
 def gpt(gpt_server: RunningServer) -> openai.OpenAI:
-    return gpt_client(gpt_server)
+    return sdk_client(gpt_server)
 
 
 def text_tokens(pipeline: Path, prompt: str) -> int:
